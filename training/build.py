@@ -1,0 +1,77 @@
+"""Model builders, in plain-dict registries: `build_model(ModelConfig)` is the one entry point.
+
+>>> from training.config import ModelConfig
+>>> model = build_model(ModelConfig(family="rotation", localiser="conv", input_size=64))
+>>> model.predict_params(torch.zeros(2, 1, 64, 64)).shape
+torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training import classifiers, localisers
+from training.config import ModelConfig
+from training.families import build_family
+from training.model import Classifier, SpatialTransformer
+
+
+def _document_localiser(cfg: ModelConfig, num_params: int) -> nn.Module:
+    from training.documents.model import build_localiser  # torch-heavy; only when asked for
+
+    return build_localiser(cfg, num_params)
+
+
+def _generic(builder):
+    def build(cfg: ModelConfig, num_params: int) -> nn.Module:
+        from training.geometry import identity_params
+
+        return builder(
+            cfg.channels,
+            cfg.input_size,
+            cfg.hidden,
+            torch.from_numpy(identity_params(cfg.family, cfg.tps_grid)),
+        )
+
+    return build
+
+
+LOCALISERS = {
+    "fc": _generic(localisers.fc_localiser),
+    "svhn": _generic(localisers.svhn_localiser),
+    "conv": _generic(localisers.conv_localiser),
+    "doc": _document_localiser,
+}
+
+CLASSIFIERS = {
+    "cnn": classifiers.cnn_classifier,
+    "fcn": classifiers.fcn_classifier,
+}
+
+
+def build_transformer(cfg: ModelConfig) -> SpatialTransformer:
+    if cfg.localiser not in LOCALISERS:
+        raise ValueError(
+            f"model.localiser: unknown {cfg.localiser!r}; expected one of {list(LOCALISERS)}"
+        )
+    family = build_family(cfg.family, cfg.tps_grid)
+    return SpatialTransformer(cfg, LOCALISERS[cfg.localiser](cfg, family.num_params), family)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A SpatialTransformer, or a Classifier when cfg.classifier is set."""
+    if cfg.classifier == "none":
+        return build_transformer(cfg)
+    if cfg.classifier not in CLASSIFIERS:
+        raise ValueError(
+            f"model.classifier: unknown {cfg.classifier!r}; expected one of {list(CLASSIFIERS)}"
+        )
+    transformers = (
+        [] if cfg.family == "none" else [build_transformer(cfg) for _ in range(cfg.transformers)]
+    )
+    side = cfg.output_size or cfg.input_size if transformers else cfg.input_size
+    head_channels = cfg.channels * max(1, len(transformers))
+    return Classifier(
+        cfg, transformers, CLASSIFIERS[cfg.classifier](head_channels, side, cfg.num_classes)
+    )

@@ -1,0 +1,201 @@
+"""Training configuration: dataclasses, loaded from TOML or YAML, with `key=value` overrides.
+
+Every key is checked at load time: an unknown key or a value of the wrong type is an error that
+names the key, e.g. `model.famly: unknown key (expected one of: family, localiser, ...)`.
+The model part is saved inside each checkpoint so that `stn export` can rebuild the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from training import geometry
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    family: str = "affine"  # a training.geometry family, or "none" for a plain classifier baseline
+    localiser: str = "conv"  # a key of training.build.LOCALISERS
+    input_size: int = 64  # side of the localiser's square input
+    channels: int = 1  # 1 (grey) or 3 (RGB) channels seen by the model
+    hidden: int = 64  # width of the localiser's fully connected layers
+    tps_grid: int = 4  # n for the n x n thin-plate-spline control points
+    mean: float = 0.5  # input normalisation, applied to pixel / 255
+    std: float = 0.5
+    letterbox_fill: int = 0  # pad value when the localiser input is letterboxed
+    # End-to-end mode: a classifier after the transformer.
+    classifier: str = "none"  # "none", or a key of training.build.CLASSIFIERS
+    num_classes: int = 10
+    output_size: int = 0  # side of the transformer's output; 0 means input_size
+    transformers: int = 1  # 2 puts two transformers in parallel (2xST-CNN)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # a key of training.data.DATASETS
+    path: str = ""  # file or folder, for datasets read from disk
+    train_size: int = 20000  # items per epoch for generated datasets
+    val_size: int = 512
+    # Distortions drawn for synthetic supervised data (per family, see training.data).
+    max_rotation: float = 45.0  # degrees; 180 covers the whole circle
+    max_scale: float = 0.2  # log-uniform scale in [1/(1+s), 1+s]
+    max_shift: float = 0.15  # normalised units
+    max_shear: float = 0.1
+    max_corner: float = 0.15  # corner jitter for projective, normalised units
+    max_tps: float = 0.05  # control-point jitter for tps
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "supervised"  # "supervised" or "end_to_end"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    localiser_lr: float = (
+        0.0  # 0 means lr; STN users report localisers diverging at the task's rate
+    )
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    out_dir: str = "runs/default"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    num_workers: int = 0
+    resume: bool = False
+
+
+MODES = ("supervised", "end_to_end")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    m = cfg.model
+    checks = [
+        (cfg.mode in MODES, "mode", f"must be one of {MODES}"),
+        (
+            m.family == "none" or m.family in geometry.FAMILIES,
+            "model.family",
+            f"must be 'none' or one of {geometry.FAMILIES}",
+        ),
+        (m.channels in (1, 3), "model.channels", "must be 1 or 3"),
+        (m.input_size >= 8, "model.input_size", "must be at least 8"),
+        (m.tps_grid >= 2, "model.tps_grid", "must be at least 2"),
+        (m.transformers in (1, 2), "model.transformers", "must be 1 or 2"),
+        (m.std > 0, "model.std", "must be positive"),
+        (cfg.steps > 0, "steps", "must be positive"),
+        (cfg.batch_size > 0, "batch_size", "must be positive"),
+        (cfg.lr > 0, "lr", "must be positive"),
+        (cfg.localiser_lr >= 0, "localiser_lr", "must be >= 0"),
+        (
+            cfg.mode != "supervised" or m.family != "none",
+            "model.family",
+            "supervised mode needs a transform family",
+        ),
+        (
+            cfg.mode != "end_to_end" or m.classifier != "none",
+            "model.classifier",
+            "end_to_end mode needs a classifier",
+        ),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+    return cfg
+
+
+def _cast(key: str, value, kind):
+    """Cast a parsed or command-line value to a dataclass field's type, or raise naming the key."""
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            return text.lower() in ("true", "1", "yes")
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _apply(obj, values: dict, prefix: str = "") -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise ConfigError(f"{key}: unknown key (expected one of: {', '.join(fields)})")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table of settings, got {value!r}")
+            _apply(current, value, f"{key}.")
+        else:
+            # With postponed annotations a field's type is its name: "int", "float", "str", "bool".
+            setattr(obj, name, _cast(key, value, fields[name].type))
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Turn ["model.family=rotation", "steps=100"] into nested dicts of strings."""
+    tree: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r}: expected KEY=VALUE, e.g. model.family=rotation")
+        key, value = pair.split("=", 1)
+        node = tree
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return data
+    raise ConfigError(f"{path}: config files must end in .toml, .yaml or .yml")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    cfg = TrainConfig()
+    if path is not None:
+        _apply(cfg, load_file(path))
+    _apply(cfg, parse_overrides(overrides or []))
+    return validate(cfg)
+
+
+def model_config_from_dict(values: dict) -> ModelConfig:
+    cfg = ModelConfig()
+    _apply(cfg, values, "model.")
+    return cfg

@@ -1,0 +1,65 @@
+"""The Spatial Transformer: localiser + family + sampler, and a classifier behind it for end-to-end
+training.
+
+Inputs are pixel values in [0, 255] (uint8 or float) of shape (N, C, S, S); the model normalises
+them itself, so the exported graph takes raw pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import ModelConfig
+from training.families import Family
+from training.sampler import sample
+
+
+class Normalise(nn.Module):
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / 255.0 - self.mean) / self.std
+
+
+class SpatialTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, localiser: nn.Module, family: Family):
+        super().__init__()
+        self.config = cfg
+        self.normalise = Normalise(cfg.mean, cfg.std)
+        self.localiser = localiser
+        self.family = family
+
+    def predict_params(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels (N, C, S, S) -> the family's parameters theta (N, P)."""
+        return self.family.params(self.localiser(self.normalise(x)))
+
+    def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None):
+        """Pixels -> (normalised image warped by the predicted theta, theta)."""
+        theta = self.predict_params(x)
+        out_hw = out_hw or tuple(x.shape[-2:])
+        grid = self.family.grid(theta, tuple(x.shape[-2:]), out_hw)
+        return sample(self.normalise(x), grid), theta
+
+
+class Classifier(nn.Module):
+    """Optional transformers in front of a classifier. With two, their outputs are stacked along
+    channels (2xST-CNN). With none, it is the plain CNN/FCN baseline."""
+
+    def __init__(self, cfg: ModelConfig, transformers: list[SpatialTransformer], head: nn.Module):
+        super().__init__()
+        self.config = cfg
+        self.normalise = Normalise(cfg.mean, cfg.std)
+        self.transformers = nn.ModuleList(transformers)
+        self.head = head
+
+    def forward(self, x: torch.Tensor):
+        """Pixels -> (logits, list of theta per transformer)."""
+        if not self.transformers:
+            return self.head(self.normalise(x)), []
+        side = self.config.output_size or self.config.input_size
+        outputs = [st(x, (side, side)) for st in self.transformers]
+        warped = torch.cat([w for w, _ in outputs], dim=1)
+        return self.head(warped), [theta for _, theta in outputs]

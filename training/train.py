@@ -1,0 +1,253 @@
+"""The training loop: `stn train --config FILE [--set key=value ...]`.
+
+One short loop for both modes:
+- supervised: the target theta is known; the loss is the mean squared distance between where the
+  predicted and the true transform send a grid of output points (comparable across families, and
+  free of the wrap-around of raw angles);
+- end_to_end: a classifier sits behind the transformer and only the class labels are seen.
+
+Multi-GPU: launch with `torchrun --nproc_per_node N -m service.cli train ...`; each process takes
+every N-th batch of the same seeded stream (DistributedDataParallel averages the gradients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from training.build import build_model
+from training.config import TrainConfig, validate
+from training.data import build_dataset
+from training.families import axis_grid
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {name!r} asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def point_loss(model, theta_pred, theta_true, size: int) -> torch.Tensor:
+    """Mean squared distance between the input points that pred and true send 8x8 grid points to."""
+    family = model.family
+    pts = axis_grid((8, 8), device=theta_pred.device)
+    hw = (size, size)
+    return (
+        ((family.points(theta_pred, pts, hw, hw) - family.points(theta_true, pts, hw, hw)) ** 2)
+        .sum(-1)
+        .mean()
+    )
+
+
+def param_groups(model, cfg: TrainConfig) -> list[dict]:
+    loc = [p for n, p in model.named_parameters() if ".localiser." in f".{n}"]
+    rest = [p for n, p in model.named_parameters() if ".localiser." not in f".{n}"]
+    groups = [
+        {"params": loc, "lr": cfg.localiser_lr or cfg.lr, "base_lr": cfg.localiser_lr or cfg.lr}
+    ]
+    if rest:
+        groups.append({"params": rest, "lr": cfg.lr, "base_lr": cfg.lr})
+    return groups
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to a tenth."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batches(loader: DataLoader, sampler):
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def compute_loss(model, batch: dict, cfg: TrainConfig, device) -> tuple[torch.Tensor, dict]:
+    x = batch["image"].to(device, non_blocking=True)
+    if cfg.mode == "supervised":
+        theta = model.predict_params(x)
+        target = batch["params"].to(device)
+        loss = point_loss(model, theta, target, cfg.model.input_size)
+        stats = {"point_rmse": loss.detach().sqrt().item()}
+        if cfg.model.family in ("rotation", "similarity"):
+            err = torch.atan2(theta[:, 1], theta[:, 0]) - torch.atan2(target[:, 1], target[:, 0])
+            err = torch.remainder(err + math.pi, 2 * math.pi) - math.pi
+            stats["angle_mae_deg"] = err.abs().mean().item() * 180 / math.pi
+        return loss, stats
+    logits, _ = model(x)
+    labels = batch["label"].to(device)
+    loss = F.cross_entropy(logits, labels)
+    return loss, {"error": (logits.argmax(1) != labels).float().mean().item()}
+
+
+@torch.no_grad()
+def evaluate(model, loader: DataLoader, cfg: TrainConfig, device) -> dict:
+    model.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        loss, stats = compute_loss(model, batch, cfg, device)
+        n = len(batch["image"])
+        for k, v in {"loss": loss.item(), **stats}.items():
+            totals[k] = totals.get(k, 0.0) + v * n
+        count += n
+    model.train()
+    return {k: v / max(1, count) for k, v in totals.items()}
+
+
+def save_checkpoint(
+    path: Path, model, optimizer, cfg: TrainConfig, step: int, metrics: dict
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_config": dataclasses.asdict(cfg.model),
+            "train_config": dataclasses.asdict(cfg),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "metrics": metrics,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train as configured; returns the last validation metrics. Writes out_dir/ckpt.pt and
+    out_dir/metrics.jsonl (one JSON object per evaluation, for curves)."""
+    validate(cfg)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = torch.distributed.get_rank()
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    device = (
+        pick_device(cfg.device)
+        if not distributed or not torch.cuda.is_available()
+        else (torch.device("cuda", torch.cuda.current_device()))
+    )
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    sampler = DistributedSampler(train_set, seed=cfg.seed) if distributed else None
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+
+    model = build_model(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
+    step = 0
+    if cfg.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        print(f"resumed from {ckpt_path} at step {step}")
+    raw_model = model
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    # DDP wraps forward(); predict_params is reached through the wrapped module in supervised mode.
+    loss_model = raw_model if cfg.mode == "supervised" else model
+
+    metrics: dict = {}
+    log = (out / "metrics.jsonl").open("a")
+    stream = batches(loader, sampler)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc="train",
+        disable=rank != 0,
+        unit="step",
+        mininterval=0.2 if sys.stderr.isatty() else 10.0,
+    )
+    t0, seen = time.perf_counter(), 0
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(step, cfg)
+        batch = next(stream)
+        loss, stats = compute_loss(loss_model, batch, cfg, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        seen += len(batch["image"])
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{loss.item():.4f}",
+            img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+            refresh=False,
+        )
+        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+            metrics = {
+                f"val_{k}": v for k, v in evaluate(raw_model, val_loader, cfg, device).items()
+            }
+            record = {
+                "step": step,
+                "train_loss": loss.item(),
+                **stats,
+                **metrics,
+                "elapsed_s": time.perf_counter() - t0,
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            save_checkpoint(ckpt_path, raw_model, optimizer, cfg, step, metrics)
+            bar.write(
+                " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in record.items()
+                )
+            )
+    bar.close()
+    log.close()
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"):
+    """Rebuild a model from a checkpoint alone: (model in eval mode, checkpoint dict)."""
+    from training.config import model_config_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    state = torch.load(path, map_location=device, weights_only=False)
+    if "model_config" not in state:
+        raise ValueError(f"{path} is not an stn checkpoint (no model_config inside)")
+    model = build_model(model_config_from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state
