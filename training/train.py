@@ -40,9 +40,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def point_loss(model, theta_pred, theta_true, size: int) -> torch.Tensor:
+def point_loss(family, theta_pred, theta_true, size: int) -> torch.Tensor:
     """Mean squared distance between the input points that pred and true send 8x8 grid points to."""
-    family = model.family
     pts = axis_grid((8, 8), device=theta_pred.device)
     hw = (size, size)
     return (
@@ -83,9 +82,12 @@ def batches(loader: DataLoader, sampler):
 def compute_loss(model, batch: dict, cfg: TrainConfig, device) -> tuple[torch.Tensor, dict]:
     x = batch["image"].to(device, non_blocking=True)
     if cfg.mode == "supervised":
-        theta = model.predict_params(x)
+        # Through forward() so that DistributedDataParallel sees the call and syncs gradients.
+        _, theta = model(x)
         target = batch["params"].to(device)
-        loss = point_loss(model, theta, target, cfg.model.input_size)
+        loss = point_loss(
+            getattr(model, "module", model).family, theta, target, cfg.model.input_size
+        )
         stats = {"point_rmse": loss.detach().sqrt().item()}
         if cfg.model.family in ("rotation", "similarity"):
             err = torch.atan2(theta[:, 1], theta[:, 0]) - torch.atan2(target[:, 1], target[:, 0])
@@ -178,8 +180,6 @@ def train(cfg: TrainConfig) -> dict:
     raw_model = model
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    # DDP wraps forward(); predict_params is reached through the wrapped module in supervised mode.
-    loss_model = raw_model if cfg.mode == "supervised" else model
 
     metrics: dict = {}
     log = (out / "metrics.jsonl").open("a")
@@ -197,7 +197,7 @@ def train(cfg: TrainConfig) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(step, cfg)
         batch = next(stream)
-        loss, stats = compute_loss(loss_model, batch, cfg, device)
+        loss, stats = compute_loss(model, batch, cfg, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -35,7 +35,7 @@ def test_supervised_run_recovers_random_affine_transforms(tmp_path):
     model, _ = load_checkpoint(tmp_path / "ckpt.pt")
     batch = next(iter(DataLoader(build_dataset(cfg, "val"), batch_size=256)))
     identity = model.family.identity()[None].repeat(256, 1)
-    baseline = point_loss(model, identity, batch["params"], 32).sqrt().item()
+    baseline = point_loss(model.family, identity, batch["params"], 32).sqrt().item()
     assert metrics["val_point_rmse"] < 0.1
     assert metrics["val_point_rmse"] < 0.4 * baseline
     # The checkpoint alone reproduces the metric measured during training.
