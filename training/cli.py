@@ -101,4 +101,10 @@ def add_commands(subparsers) -> None:
         help="channels the graph takes (default: the model's); 3 with a grey model "
         "puts the RGB-to-grey conversion inside the graph",
     )
+    p.add_argument(
+        "--input-dtype",
+        choices=("uint8", "float32"),
+        default="uint8",
+        help="dtype of the localiser's image input; pixels are in [0, 255] either way",
+    )
     p.set_defaults(run=run_export)

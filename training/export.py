@@ -1,7 +1,8 @@
 """`stn export CHECKPOINT -o exported/NAME.onnx`: the localiser and warper graphs, checked.
 
 Writes
-- NAME.onnx: the localiser. `image` uint8 (N, S, S, C) NHWC -> `theta` float32 (N, P).
+- NAME.onnx: the localiser. `image` (N, S, S, C) NHWC pixels in [0, 255], uint8 by default or
+  float32 with --input-dtype float32 -> `theta` float32 (N, P).
   Grey conversion and normalisation are inside the graph.
 - NAME.warp.onnx: the family's warper. `image` uint8 (N, H, W, C), `theta` (N, P),
   `out_size` int64 (2,) = (out_h, out_w), `fill` float32 (1,) -> `rectified` uint8
@@ -89,7 +90,7 @@ FORBIDDEN_OPS = frozenset({"AffineGrid", "Inverse"})
 
 
 class LocaliserGraph(nn.Module):
-    """Export-only: NHWC uint8 pixels in, theta out."""
+    """Export-only: NHWC pixels (uint8 or float in [0, 255]) in, theta out."""
 
     def __init__(self, stn: SpatialTransformer, input_channels: int):
         super().__init__()
@@ -184,12 +185,12 @@ def _session(path: Path):
 
 
 def verify_localiser(
-    path: Path, wrapper: LocaliserGraph, size: int, channels: int, atol: float = 1e-4
+    path: Path, wrapper: LocaliserGraph, size: int, channels: int, dtype: str, atol: float = 1e-4
 ) -> float:
     """Compare ONNX Runtime with PyTorch at batch 1 and 5; return the max abs difference."""
     session, rng, worst = _session(path), np.random.default_rng(0), 0.0
     for batch in (1, 5):
-        image = rng.integers(0, 256, size=(batch, size, size, channels), dtype=np.uint8)
+        image = rng.integers(0, 256, size=(batch, size, size, channels)).astype(dtype)
         with torch.no_grad():
             want = wrapper(torch.from_numpy(image)).numpy()
         got = session.run(["theta"], {"image": image})[0]
@@ -237,6 +238,7 @@ def export_model(
     name: str | None = None,
     input_channels: int | None = None,
     metrics: dict | None = None,
+    input_dtype: str = "uint8",
 ) -> dict:
     """Export, check and return a report: paths, ops and the parity errors measured."""
     cfg = stn.config
@@ -246,6 +248,8 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     name = name or out.stem
     channels = input_channels or cfg.channels
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(f"input_dtype must be uint8 or float32, got {input_dtype!r}")
     if channels not in (1, 3) or (channels == 1 and cfg.channels == 3):
         raise ValueError(f"input_channels {channels} cannot feed a {cfg.channels}-channel model")
     stn = stn.eval().cpu()
@@ -255,7 +259,7 @@ def export_model(
         "family": cfg.family,
         "input_size": size,
         "input_channels": channels,
-        "input_dtype": "uint8",
+        "input_dtype": input_dtype,
         "preprocess": geometry.preprocess_mode(cfg.family),
         "letterbox_fill": cfg.letterbox_fill,
         "param_count": stn.family.num_params,
@@ -269,7 +273,7 @@ def export_model(
     # eval() on the wrappers: the exporter restores their mode afterwards, and BatchNorm must stay
     # in inference mode for the parity check.
     localiser = LocaliserGraph(stn, channels).eval()
-    example = torch.zeros(2, size, size, channels, dtype=torch.uint8)
+    example = torch.zeros(2, size, size, channels, dtype=getattr(torch, input_dtype))
     _export(
         localiser,
         (example,),
@@ -312,7 +316,7 @@ def export_model(
     return {
         "localiser": str(out),
         "warper": str(warp_path),
-        "localiser_max_abs_diff": verify_localiser(out, localiser, size, channels),
+        "localiser_max_abs_diff": verify_localiser(out, localiser, size, channels, input_dtype),
         "warper_max_grey_diff": verify_warper(warp_path, warper, theta, channels),
         "ops": sorted(graph_ops(out) | graph_ops(warp_path)),
         "size_bytes": out.stat().st_size,

@@ -110,9 +110,20 @@ def test_warper_graph_matches_the_numpy_convention_and_opencv(tmp_path, document
     assert diff.mean() < 1.0
 
 
+def test_float_input_graph(tmp_path):
+    stn = perturbed(ModelConfig(family="affine", localiser="fc", input_size=16))
+    report = export_model(stn, tmp_path / "f.onnx", input_channels=3, input_dtype="float32")
+    assert report["localiser_max_abs_diff"] < 1e-4
+    assert read_metadata(tmp_path / "f.onnx")["input_dtype"] == "float32"
+    session = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+
+
 def test_export_rejects_bad_requests(tmp_path):
     stn = build_transformer(ModelConfig(family="affine", localiser="fc", input_size=16, channels=3))
     with pytest.raises(ValueError, match="NAME.onnx"):
         export_model(stn, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="cannot feed a 3-channel model"):
         export_model(stn, tmp_path / "m.onnx", input_channels=1)
+    with pytest.raises(ValueError, match="input_dtype must be"):
+        export_model(stn, tmp_path / "m.onnx", input_dtype="float16")

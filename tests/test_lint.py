@@ -1,0 +1,23 @@
+"""The project's standing checks, run with the tests: ruff over everything, mypy over service/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_ruff_is_clean():
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_service_type_checks_with_mypy():
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout[-4000:]
