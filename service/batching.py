@@ -1,0 +1,144 @@
+"""Dynamic micro-batching: concurrent requests for one model share a localiser run.
+
+One worker thread per model takes the first waiting item, then keeps taking items until it has
+`max_batch_size` or `max_delay_s` has passed since the first, stacks them and runs the function
+once. It does not wait when no other request is in progress (`active`, if given, counts them), so
+a lone caller pays no batching delay. Items whose caller has gone (cancelled, deadline expired)
+are dropped before the run. A full queue is refused at once with QueueFull, so overload becomes
+RESOURCE_EXHAUSTED, not a pile-up.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+class Stopped(RuntimeError):
+    pass
+
+
+@dataclass
+class BatchStats:
+    """What the worker did, for metrics and tests."""
+
+    runs: int = 0
+    items: int = 0
+    dropped: int = 0  # items skipped because their caller had gone
+    sizes: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1000))
+
+
+@dataclass
+class _Item:
+    array: np.ndarray
+    future: Future
+    enqueued: float
+    alive: Callable[[], bool]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        run: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue_size: int,
+        name: str = "model",
+        on_batch: Callable[[int], None] | None = None,
+        active: Callable[[], int] | None = None,
+    ):
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue_size)
+        self._on_batch = on_batch
+        self._active = active
+        self.stats = BatchStats()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, array: np.ndarray, alive: Callable[[], bool] = lambda: True) -> Future:
+        """Queue one input (no batch axis); the future gives (output row, queue s, run s)."""
+        if self._stopped:
+            raise Stopped("the batcher is stopped")
+        item = _Item(array, Future(), time.perf_counter(), alive)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            raise QueueFull(
+                f"queue full: {self._queue.maxsize} images waiting (setting max_queue_size)"
+            ) from None
+        return item.future
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _collect(self, first: _Item) -> list[_Item]:
+        items = [first]
+        deadline = first.enqueued + self.max_delay_s
+        while len(items) < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if self._active is not None and len(items) >= self._active():
+                remaining = 0  # no one else could join: take only what is already queued
+            try:
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if item is None:  # stop sentinel: finish this batch, then exit
+                self._queue.put(None)
+                break
+            items.append(item)
+        return items
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            items = self._collect(first)
+            live = []
+            for item in items:
+                if item.alive() and item.future.set_running_or_notify_cancel():
+                    live.append(item)
+                else:
+                    self.stats.dropped += 1
+                    if not item.future.cancelled():
+                        item.future.cancel()
+            if not live:
+                continue
+            started = time.perf_counter()
+            try:
+                out = self._run(np.stack([i.array for i in live]))
+            except Exception as exc:  # the error belongs to every caller in the batch
+                for item in live:
+                    item.future.set_exception(exc)
+                continue
+            self.stats.runs += 1
+            self.stats.items += len(live)
+            self.stats.sizes.append(len(live))
+            if self._on_batch:
+                self._on_batch(len(live))
+            run_s = time.perf_counter() - started
+            for row, item in zip(out, live, strict=True):
+                item.future.set_result((row, started - item.enqueued, run_s))

@@ -1,0 +1,168 @@
+"""The model repository: exported localiser (and warper) graphs in a directory, as ONNX Runtime
+sessions on the execution provider that actually bound.
+
+onnxruntime lists CUDAExecutionProvider as available whenever the GPU build is installed, and only
+logs when it then fails to load (no GPU, missing CUDA libraries), falling back to the CPU. So the
+provider in use is read back from `session.get_providers()[0]` after creating the session, and
+`require_gpu` checks that.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training import geometry
+
+log = logging.getLogger("stn.service.models")
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be loaded, or the GPU was required and did not bind."""
+
+
+@dataclass
+class Model:
+    name: str
+    family: str
+    input_size: int
+    input_channels: int
+    preprocess: str
+    letterbox_fill: int
+    tps_grid: int
+    metadata: dict[str, str]
+    session: Any  # onnxruntime.InferenceSession
+    warper: Any | None = None  # onnxruntime.InferenceSession for NAME.warp.onnx
+    provider: str = CPU
+
+    def localise(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [N, S, S, C] -> float32 [N, P] theta."""
+        (theta,) = self.session.run(["theta"], {"image": batch})
+        return np.asarray(theta, dtype=np.float32)
+
+    def warmup(self, runs: int, batch_size: int = 1) -> None:
+        dummy = np.full(
+            (batch_size, self.input_size, self.input_size, self.input_channels), 128, np.uint8
+        )
+        for _ in range(runs):
+            self.localise(dummy)
+
+
+def providers_for(device: str) -> list[str]:
+    return [CPU] if device == "cpu" else [CUDA, CPU]
+
+
+def _session(path: Path, providers: list[str], threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # Severity 3 (errors only): the CPU fallback warning is reported by us, once, in plain words.
+    options.log_severity_level = 3
+    # Idle intra-op threads otherwise spin for a while after each run, which on a small CPU
+    # takes the cores that decoding and warping for the other requests need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelError(f"cannot load {path}: {exc}") from exc
+
+
+def _meta_int(meta: dict[str, str], key: str, path: Path, default: int | None = None) -> int:
+    if key not in meta:
+        if default is not None:
+            return default
+        raise ModelError(f"{path}: metadata property {key!r} is missing")
+    try:
+        return int(meta[key])
+    except ValueError:
+        raise ModelError(f"{path}: metadata {key}={meta[key]!r} is not an integer") from None
+
+
+def load_model(path: Path, device: str = "auto", threads: int = 0) -> Model:
+    providers = providers_for(device)
+    session = _session(path, providers, threads)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    family = meta.get("family", "")
+    try:
+        geometry.check_family(family)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    name = path.name[: -len(".onnx")]
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if "image" not in inputs or "theta" not in outputs:
+        raise ModelError(
+            f"{path}: expected input 'image' and output 'theta', got {inputs} -> {outputs}"
+        )
+    warp_path = path.with_name(name + ".warp.onnx")
+    warper = _session(warp_path, providers, threads) if warp_path.exists() else None
+    model = Model(
+        name=name,
+        family=family,
+        input_size=_meta_int(meta, "input_size", path),
+        input_channels=_meta_int(meta, "input_channels", path),
+        preprocess=meta.get("preprocess") or geometry.preprocess_mode(family),
+        letterbox_fill=_meta_int(meta, "letterbox_fill", path, 0),
+        tps_grid=_meta_int(meta, "tps_grid", path, 4),
+        metadata=meta,
+        session=session,
+        warper=warper,
+        provider=session.get_providers()[0],
+    )
+    if model.input_channels not in (1, 3):
+        raise ModelError(f"{path}: input_channels must be 1 or 3, got {model.input_channels}")
+    return model
+
+
+def load_repository(
+    model_dir: str | Path,
+    names: list[str] | None = None,
+    device: str = "auto",
+    require_gpu: bool = False,
+    threads: int = 0,
+) -> dict[str, Model]:
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        raise ModelError(f"model directory {directory} does not exist (setting model_dir)")
+    found = {
+        p.name[: -len(".onnx")]: p
+        for p in sorted(directory.glob("*.onnx"))
+        if not p.name.endswith(".warp.onnx")
+    }
+    wanted = names or sorted(found)
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise ModelError(
+            f"models {missing} not in {directory} (setting models); found {sorted(found) or 'none'}"
+        )
+    if not wanted:
+        raise ModelError(f"no models (*.onnx) in {directory} (setting model_dir)")
+    models = {}
+    for name in wanted:
+        model = load_model(found[name], device, threads)
+        log.info(
+            "loaded model",
+            extra={"model": name, "family": model.family, "provider": model.provider},
+        )
+        if device != "cpu" and model.provider != CUDA:
+            if require_gpu or device == "cuda":
+                raise ModelError(
+                    f"require_gpu (or device=cuda) is set but model {name} runs on "
+                    f"{model.provider}: the CUDA provider did not bind (no GPU visible, "
+                    "or CUDA/cuDNN libraries missing)"
+                )
+            log.warning(
+                "CUDA provider not bound, running on CPU",
+                extra={"model": name, "provider": model.provider},
+            )
+        models[name] = model
+    return models

@@ -1,0 +1,390 @@
+"""The alignment pipeline, in-process: the server, `stn rectify --local`, the benchmarks and
+`stn evaluate` all call this.
+
+    from service.pipeline import Pipeline, AlignOptions
+    pipe = Pipeline.from_dir("exported")               # or Pipeline.from_dir(d, ServiceConfig(...))
+    result = pipe.align(image_hwc_uint8_rgb)           # default model (chain)
+    result = pipe.align(image, AlignOptions(models=["doc-perspective", "doc-rotation"]))
+    result = pipe.align_bytes(png_bytes, AlignOptions(encoding="png"))   # decode + align + encode
+    results = pipe.align_many(images, options, workers=8)  # AlignResult or the exception, per item
+    result.matrix        # 3x3 final-output pixel -> input pixel (cv2 WARP_INVERSE_MAP)
+    result.angle         # content angle (ccw degrees) from the rotation stage, or None
+    result.corners       # 4x2 page corners (TL, TR, BR, BL) in input pixels from a projective stage
+    result.stages        # per model: theta, matrix, angle, corners, out_hw
+    result.rectified     # HxWxC uint8, None when encoding == "none"
+    result.encoded       # PNG/JPEG/raw bytes when align_bytes or encode was asked for
+    pipe.close()
+
+Chains: each later model's localiser sees the previous stages' rectified image, made by warping the
+original through the composed matrix straight to a reduced size (4x the localiser's input, enough
+for its area resize) rather than at full resolution; the original is then warped once with all the
+matrices composed (training.geometry.compose).
+
+Default output sizes: rotation and similarity keep the input size, with height and width swapped
+when the angle is nearer +-90 than 0 or 180 (so the whole page stays in view); projective models
+give the page size estimated from the predicted corners (mean lengths of opposite edges), a flat
+upright page; others keep the input size. A requested size applies to the last stage.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service import imageio, warp
+from service.batching import MicroBatcher
+from service.config import ServiceConfig
+from service.models import CUDA, Model, load_repository
+from training import geometry
+from training.preprocess import localiser_input, to_channels
+
+DEFAULT_CHAIN = ("doc-perspective", "doc-rotation")
+ENCODINGS = ("png", "jpeg", "raw", "none")
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class BadOptions(ValueError):
+    pass
+
+
+class Cancelled(RuntimeError):
+    pass
+
+
+@dataclass
+class AlignOptions:
+    models: Sequence[str] | None = None  # None or empty: the default model (chain)
+    out_hw: tuple[int, int] | None = None  # None: the family's default size
+    encoding: str = "png"  # png, jpeg, raw, none (only used when encoding is asked for)
+    jpeg_quality: int = 95
+    interpolation: str = "linear"
+    border: str = "constant"
+    fill: float = 255.0
+
+
+@dataclass
+class StageResult:
+    model: str
+    family: str
+    theta: np.ndarray
+    matrix: np.ndarray  # this stage's output pixels -> its input pixels
+    out_hw: tuple[int, int]
+    angle: float | None = None
+    corners: np.ndarray | None = None  # in this stage's input pixels
+
+
+@dataclass
+class AlignResult:
+    model: str
+    stages: list[StageResult]
+    matrix: np.ndarray
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    angle: float | None = None
+    corners: np.ndarray | None = None
+    rectified: np.ndarray | None = None
+    encoded: bytes | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.stages[-1].family
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.stages[-1].theta
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        models: dict[str, Model],
+        config: ServiceConfig | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
+    ):
+        self.config = config or ServiceConfig()
+        self.models = models
+        self._active = 0  # align calls in progress, so a batcher knows whether to wait for more
+        self._active_lock = threading.Lock()
+        self.batchers = {
+            name: MicroBatcher(
+                model.localise,
+                self.config.max_batch_size,
+                self.config.max_queue_delay_ms / 1000.0,
+                self.config.max_queue_size,
+                name=name,
+                on_batch=functools.partial(on_batch, name) if on_batch else None,
+                active=self.active,
+            )
+            for name, model in models.items()
+        }
+        self.default_chain = self._default_chain()
+
+    @classmethod
+    def from_dir(cls, model_dir: str, config: ServiceConfig | None = None, **kwargs) -> Pipeline:
+        config = config or ServiceConfig()
+        models = load_repository(
+            model_dir, config.model_names, config.device, config.require_gpu, config.ort_threads
+        )
+        return cls(models, config, **kwargs)
+
+    def active(self) -> int:
+        return self._active
+
+    def _enter(self, delta: int) -> None:
+        with self._active_lock:
+            self._active += delta
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.stop()
+
+    # -- models ------------------------------------------------------------------------------
+
+    def _default_chain(self) -> list[str]:
+        if self.config.default_model:
+            return self.config.default_model.split("+")
+        if all(name in self.models for name in DEFAULT_CHAIN):
+            return list(DEFAULT_CHAIN)
+        if len(self.models) == 1:
+            return list(self.models)
+        return []
+
+    def resolve(self, names: Sequence[str] | None) -> list[Model]:
+        chain = [n for name in (names or []) for n in name.split("+") if n] or self.default_chain
+        if not chain:
+            raise UnknownModel(
+                "no model named and no default (setting default_model); "
+                f"loaded: {sorted(self.models)}"
+            )
+        unknown = [n for n in chain if n not in self.models]
+        if unknown:
+            raise UnknownModel(
+                f"unknown model {unknown[0]!r}; loaded: {', '.join(sorted(self.models))}"
+            )
+        models = [self.models[n] for n in chain]
+        if any(m.family == "tps" for m in models[:-1]):
+            raise BadOptions("a thin-plate-spline model can only be the last in a chain")
+        return models
+
+    def warp_backend(self, model: Model) -> str:
+        setting = self.config.warp
+        if setting == "auto":
+            return "graph" if model.warper is not None and model.provider == CUDA else "opencv"
+        if setting == "graph" and model.warper is None:
+            return "opencv"  # no warper exported for this model; reported in ListModels
+        return setting
+
+    def warmup(self, runs: int) -> None:
+        """Localiser runs at batch 1 and full batch, then one whole request per model."""
+        for name, model in self.models.items():
+            model.warmup(runs, 1)
+            model.warmup(min(runs, 1), self.config.max_batch_size)
+            image = np.full((64, 96, 3), 200, np.uint8)
+            for encoding in ("png", "jpeg"):  # also loads the image codecs, which import lazily
+                data = imageio.encode(image, encoding)
+                self.align_bytes(data, AlignOptions(models=[name], encoding=encoding))
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def _localise(self, model: Model, small: np.ndarray, alive, timings) -> np.ndarray:
+        future = self.batchers[model.name].submit(small, alive)
+        try:
+            theta, queue_s, run_s = future.result()
+        except CancelledError:
+            raise Cancelled("the call was cancelled or its deadline expired") from None
+        timings["queue_ms"] += queue_s * 1000.0
+        timings["localise_ms"] += run_s * 1000.0
+        return theta
+
+    def _stage_out_hw(
+        self, model: Model, theta, in_hw, angle, last: bool, options
+    ) -> tuple[int, int]:
+        if last and options.out_hw:
+            return options.out_hw
+        h, w = in_hw
+        if angle is not None and 45.0 < abs(angle) < 135.0:
+            return (w, h)
+        if model.family == "projective":
+            c = geometry.page_corners(theta, in_hw)
+            width = (np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2.0
+            height = (np.linalg.norm(c[3] - c[0]) + np.linalg.norm(c[2] - c[1])) / 2.0
+            return (max(1, round(height)), max(1, round(width)))
+        return (h, w)
+
+    def _small_copy(self, model: Model, image, acc, cur_hw, options) -> np.ndarray:
+        """The localiser's input, from the original or from the stages so far (at reduced size)."""
+        if acc is not None:
+            longer = 4 * model.input_size
+            image = warp.warp_reduced(image, acc, cur_hw, longer, options.border, options.fill)
+        image = to_channels(image, model.input_channels)
+        return localiser_input(image, model.input_size, model.preprocess, model.letterbox_fill)
+
+    def align(
+        self,
+        image: np.ndarray,
+        options: AlignOptions | None = None,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> AlignResult:
+        """HxWxC uint8 (C = 1 grey or 3 RGB) -> transform and (unless encoding none) image."""
+        self._enter(1)
+        try:
+            return self._align(image, options or AlignOptions(), alive, {})
+        finally:
+            self._enter(-1)
+
+    def _align(self, image: np.ndarray, options: AlignOptions, alive, timings) -> AlignResult:
+        started = time.perf_counter()
+        for key in ("decode_ms", "resize_ms", "queue_ms", "localise_ms", "warp_ms", "encode_ms"):
+            timings.setdefault(key, 0.0)
+        if options.encoding not in ENCODINGS:
+            raise BadOptions(f"unknown encoding {options.encoding!r}; expected one of {ENCODINGS}")
+        if image.ndim == 2:
+            image = image[:, :, None]
+        models = self.resolve(options.models)
+        if options.out_hw:
+            imageio.check_pixels(*options.out_hw, self.config.max_pixels, "requested output")
+        in_hw = (int(image.shape[0]), int(image.shape[1]))
+        acc, cur_hw = None, in_hw
+        stages: list[StageResult] = []
+        angle, corners, tps_maps = None, None, None
+        for i, model in enumerate(models):
+            if not alive():
+                raise Cancelled("the call was cancelled or its deadline expired")
+            t = time.perf_counter()
+            small = self._small_copy(model, image, acc, cur_hw, options)
+            timings["resize_ms"] += _ms(t)
+            theta = self._localise(model, small, alive, timings)
+            if not np.isfinite(theta).all():
+                raise RuntimeError(
+                    f"model {model.name} returned a non-finite theta {theta.tolist()}"
+                )
+            last = i == len(models) - 1
+            stage_angle = (
+                geometry.angle_degrees(theta)
+                if model.family in ("rotation", "similarity")
+                else None
+            )
+            out_hw = self._stage_out_hw(model, theta, cur_hw, stage_angle, last, options)
+            imageio.check_pixels(*out_hw, self.config.max_pixels, f"{model.name} output")
+            stage_corners = (
+                geometry.page_corners(theta, cur_hw) if model.family == "projective" else None
+            )
+            if model.family == "tps":
+                tps_maps = geometry.sampling_maps("tps", theta, cur_hw, out_hw, model.tps_grid)
+                m = np.eye(3)
+            else:
+                m = geometry.pixel_matrix(model.family, theta, cur_hw, out_hw)
+            stages.append(
+                StageResult(model.name, model.family, theta, m, out_hw, stage_angle, stage_corners)
+            )
+            if stage_angle is not None:
+                angle = stage_angle
+            if stage_corners is not None:
+                corners = (
+                    stage_corners if acc is None else geometry.apply_matrix(acc, stage_corners)
+                )
+            if tps_maps is not None and acc is not None:
+                pts = np.stack(tps_maps, axis=-1).reshape(-1, 2)
+                mapped = geometry.apply_matrix(acc, pts).astype(np.float32).reshape(*out_hw, 2)
+                tps_maps = (mapped[..., 0], mapped[..., 1])
+            acc = m if acc is None else geometry.compose(acc, m)
+            cur_hw = out_hw
+        assert acc is not None  # resolve() never returns an empty chain
+        result = AlignResult(
+            model="+".join(m.name for m in models),
+            stages=stages,
+            matrix=acc,
+            in_hw=in_hw,
+            out_hw=cur_hw,
+            angle=angle,
+            corners=corners,
+            timings=timings,
+        )
+        if options.encoding != "none":
+            if not alive():
+                raise Cancelled("the call was cancelled or its deadline expired")
+            t = time.perf_counter()
+            result.rectified = self._warp(image, models, result, tps_maps, options)
+            timings["warp_ms"] += _ms(t)
+        timings["total_ms"] = timings.get("decode_ms", 0.0) + _ms(started)
+        return result
+
+    def _warp(self, image, models, result: AlignResult, tps_maps, options) -> np.ndarray:
+        model = models[0]
+        single = len(models) == 1
+        if (
+            single
+            and self.warp_backend(model) == "graph"
+            and warp.graph_supports(model.warper, image, options.interpolation, options.border)
+        ):
+            device = "cuda" if model.provider == CUDA else "cpu"
+            return warp.warp_graph(
+                model.warper, image, result.theta, result.out_hw, options.fill, device
+            )
+        if tps_maps is not None:
+            map_x, map_y = tps_maps
+            return warp.warp_maps(
+                image, map_x, map_y, options.interpolation, options.border, options.fill
+            )
+        return warp.warp_matrix(
+            image, result.matrix, result.out_hw, options.interpolation, options.border, options.fill
+        )
+
+    def encode(self, result: AlignResult, options: AlignOptions) -> None:
+        if result.rectified is None or options.encoding == "none":
+            return
+        t = time.perf_counter()
+        result.encoded = imageio.encode(result.rectified, options.encoding, options.jpeg_quality)
+        result.timings["encode_ms"] = _ms(t)
+        result.timings["total_ms"] += result.timings["encode_ms"]
+
+    def align_bytes(
+        self,
+        data: bytes,
+        options: AlignOptions | None = None,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> AlignResult:
+        """Decode an encoded image, align it and encode the result as options.encoding asks."""
+        options = options or AlignOptions()
+        self._enter(1)
+        try:
+            t = time.perf_counter()
+            image = imageio.decode(data, self.config.max_pixels)
+            result = self._align(image, options, alive, {"decode_ms": _ms(t)})
+            self.encode(result, options)
+            return result
+        finally:
+            self._enter(-1)
+
+    def align_many(
+        self,
+        images: Sequence[np.ndarray | bytes],
+        options: AlignOptions | None = None,
+        workers: int = 8,
+    ) -> list[AlignResult | Exception]:
+        """Align many images concurrently (so they batch); bytes are decoded and encoded too."""
+
+        def one(item):
+            try:
+                if isinstance(item, bytes | bytearray):
+                    return self.align_bytes(bytes(item), options)
+                return self.align(item, options)
+            except Exception as exc:  # one bad item must not lose the others
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return list(pool.map(one, images))

@@ -1,0 +1,112 @@
+"""Helpers for the service tests: test images, a slow-session wrapper, and tiny localiser graphs
+that honour the export contract, built with onnx.helper (no torch, no training). Their theta
+depends on the mean grey level of the localiser's input, so tests can tell which answer belongs to
+which image in a batch:
+
+- rotation: angle = (mean - 128) / 2 degrees, theta = (cos, sin);
+- projective: every corner moves inward by 0.2 * mean / 255 (a centred crop).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def expected_angle(small: np.ndarray) -> float:
+    return (float(small.astype(np.float32).mean()) - 128.0) / 2.0
+
+
+def _metadata(
+    model: onnx.ModelProto, name: str, family: str, size: int, channels: int, params: int
+):
+    props = {
+        "family": family,
+        "input_size": str(size),
+        "input_channels": str(channels),
+        "input_dtype": "uint8",
+        "preprocess": "letterbox" if family == "rotation" else "stretch",
+        "letterbox_fill": "255",
+        "param_count": str(params),
+        "tps_grid": "4",
+        "convention": "grid_sample align_corners=False, output->input",
+        "producer": "tests/service/service_testlib.py",
+        "metrics": "{}",
+        "name": name,
+    }
+    helper.set_model_props(model, props)
+
+
+def _const(name: str, value) -> onnx.NodeProto:
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name)
+    )
+
+
+def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
+    name = path.name[: -len(".onnx")]
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, channels])
+    nodes = [
+        helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f"], ["mean"], axes=[1, 2, 3], keepdims=1),  # [N,1,1,1]
+        _const("flat", np.array([-1, 1], dtype=np.int64)),
+        helper.make_node("Reshape", ["mean", "flat"], ["m"]),  # [N, 1]
+    ]
+    if family == "rotation":
+        params = 2
+        nodes += [
+            _const("c128", np.array(128.0, np.float32)),
+            _const("k", np.array(math.pi / 360.0, np.float32)),  # half a degree per grey level
+            helper.make_node("Sub", ["m", "c128"], ["d"]),
+            helper.make_node("Mul", ["d", "k"], ["a"]),
+            helper.make_node("Cos", ["a"], ["cos"]),
+            helper.make_node("Sin", ["a"], ["sin"]),
+            helper.make_node("Concat", ["cos", "sin"], ["theta"], axis=1),
+        ]
+    elif family == "projective":
+        params = 8
+        inward = np.array([1, 1, -1, 1, -1, -1, 1, -1], np.float32) * (0.2 / 255.0)
+        nodes += [
+            _const("inward", inward[None]),
+            helper.make_node("Mul", ["m", "inward"], ["theta"]),
+        ]
+    else:
+        raise ValueError(family)
+    theta = helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])
+    graph = helper.make_graph(nodes, name, [image], [theta])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    _metadata(model, name, family, size, channels, params)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def png(value: int = 200, hw=(64, 96), channels: int = 3, noise: bool = False) -> bytes:
+    image = np.full((*hw, channels), value, np.uint8)
+    if noise:
+        image = np.random.default_rng(value).integers(0, 255, (*hw, channels), dtype=np.uint8)
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return buf.tobytes()
+
+
+class SlowSession:
+    """Wraps an onnxruntime session so each localiser run takes `delay` seconds; counts images."""
+
+    def __init__(self, session, delay: float):
+        self.session, self.delay, self.images = session, delay, 0
+
+    def run(self, outputs, feeds):
+        time.sleep(self.delay)
+        self.images += len(feeds["image"])
+        return self.session.run(outputs, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)

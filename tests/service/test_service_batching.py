@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import CancelledError
+
+import numpy as np
+import pytest
+
+from service.batching import MicroBatcher, QueueFull
+
+
+def _double(batch: np.ndarray) -> np.ndarray:
+    return batch * 2
+
+
+def test_concurrent_items_share_a_run_and_get_their_own_rows():
+    batcher = MicroBatcher(_double, max_batch_size=8, max_delay_s=0.05, max_queue_size=100)
+    try:
+        futures = [batcher.submit(np.array([i], np.float32)) for i in range(20)]
+        rows = [f.result(timeout=5)[0] for f in futures]
+        assert [float(r[0]) for r in rows] == [2.0 * i for i in range(20)]
+        assert max(batcher.stats.sizes) == 8  # never more than the max batch
+        assert batcher.stats.runs == 3  # 8 + 8 + 4
+    finally:
+        batcher.stop()
+
+
+def test_a_lone_item_waits_at_most_the_max_delay():
+    batcher = MicroBatcher(_double, max_batch_size=64, max_delay_s=0.02, max_queue_size=10)
+    try:
+        started = time.perf_counter()
+        batcher.submit(np.zeros(1)).result(timeout=5)
+        assert time.perf_counter() - started < 1.0
+    finally:
+        batcher.stop()
+
+
+def test_full_queue_refuses_at_once():
+    gate = threading.Event()
+
+    def blocked(batch):
+        gate.wait(5)
+        return batch
+
+    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=2)
+    try:
+        first = batcher.submit(np.zeros(1))
+        time.sleep(0.1)  # the worker now holds the first item
+        batcher.submit(np.zeros(1))
+        batcher.submit(np.zeros(1))
+        with pytest.raises(QueueFull, match="max_queue_size"):
+            batcher.submit(np.zeros(1))
+        gate.set()
+        first.result(timeout=5)
+    finally:
+        gate.set()
+        batcher.stop()
+
+
+def test_items_whose_caller_left_are_dropped():
+    seen = []
+
+    def record(batch):
+        seen.append(len(batch))
+        return batch
+
+    batcher = MicroBatcher(record, max_batch_size=4, max_delay_s=0.05, max_queue_size=10)
+    try:
+        dead = batcher.submit(np.zeros(1), alive=lambda: False)
+        live = batcher.submit(np.ones(1))
+        assert float(live.result(timeout=5)[0][0]) == 1.0
+        with pytest.raises(CancelledError):
+            dead.result(timeout=5)
+        assert seen == [1] and batcher.stats.dropped == 1
+    finally:
+        batcher.stop()
+
+
+def test_a_failing_run_fails_its_callers_and_the_worker_goes_on():
+    calls = []
+
+    def flaky(batch):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return batch
+
+    batcher = MicroBatcher(flaky, max_batch_size=1, max_delay_s=0, max_queue_size=10)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            batcher.submit(np.zeros(1)).result(timeout=5)
+        assert batcher.submit(np.ones(1)).result(timeout=5)[0][0] == 1.0
+    finally:
+        batcher.stop()
+
+
+def test_no_wait_when_no_one_else_is_in_progress():
+    batcher = MicroBatcher(
+        _double, max_batch_size=8, max_delay_s=1.0, max_queue_size=10, active=lambda: 1
+    )
+    try:
+        started = time.perf_counter()
+        batcher.submit(np.zeros(1)).result(timeout=5)
+        assert time.perf_counter() - started < 0.5  # did not sit out the 1 s delay
+    finally:
+        batcher.stop()
