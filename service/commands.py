@@ -277,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="stn", description="Serve and call the alignment service."
     )
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return run_command(parser, argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, run the chosen subcommand's handler, and turn Ctrl-C into exit status 130."""
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
