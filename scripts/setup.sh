@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh machine: a virtual environment in .venv with the serving,
 # training (torch 2.13.0, a CPU build here) and development dependencies, installed editable.
-# Safe to run again; it only installs what is missing.
+# Safe to run again.
+#
+#   bash scripts/setup.sh            what the tests and the shipped models need
+#   bash scripts/setup.sh --fonts    also the free fonts the document generator draws with (apt)
+#   bash scripts/setup.sh --peers    also deskew, jdeskew and Tesseract OSD for `stn evaluate --peers`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fonts=0 peers=0
+for arg in "$@"; do
+  case "$arg" in
+    --fonts) fonts=1 ;;
+    --peers) peers=1 ;;
+    *) echo "unknown option $arg (expected --fonts or --peers)" >&2; exit 2 ;;
+  esac
+done
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($python --version)"
@@ -11,5 +24,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned: an unpinned or ranged torch pulls a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[train,dev]"
+extras="train,dev"
+[ "$peers" = 1 ] && extras="$extras,peers"
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[$extras]"
+
+apt_packages=()
+[ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation
+  fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea)
+[ "$peers" = 1 ] && apt_packages+=(tesseract-ocr tesseract-ocr-osd)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q && $sudo apt-get install -y -q "${apt_packages[@]}"
+fi
 echo "ready: .venv/bin/stn --help"

@@ -60,7 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         str,
         "model (or '+'-joined chain) used when a request names none; empty: "
-        "doc-perspective+doc-rotation when both are loaded, else the only model",
+        "doc-rotation when loaded, else the only model",
     ),
     Setting(
         "device",

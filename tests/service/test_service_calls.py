@@ -33,7 +33,7 @@ def test_list_models_reports_families_and_the_provider_in_use(client):
     assert models["doc-perspective"].family == "projective"
     assert models["doc-rotation"].input_size == 32
     assert all(m.provider == "CPUExecutionProvider" for m in models.values())
-    assert reply.default_model == "doc-perspective+doc-rotation"
+    assert reply.default_model == "doc-rotation"
 
 
 def test_align_rotation_returns_theta_matrix_angle_image_and_timings(client):
@@ -67,8 +67,14 @@ def test_align_projective_reports_corners_and_page_size(client):
     assert not reply.HasField("angle_degrees")
 
 
-def test_align_default_chain_composes_perspective_then_rotation(client):
+def test_align_default_model_is_doc_rotation(client):
     reply = client.align(png(180, (90, 120)))
+    assert reply.model == "doc-rotation"
+    assert [s.family for s in reply.stages] == ["rotation"]
+
+
+def test_align_chain_composes_perspective_then_rotation(client):
+    reply = client.align(png(180, (90, 120)), model="doc-perspective+doc-rotation")
     assert reply.model == "doc-perspective+doc-rotation"
     assert [s.family for s in reply.stages] == ["projective", "rotation"]
     assert reply.HasField("angle_degrees") and len(reply.page_corners) == 4

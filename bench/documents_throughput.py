@@ -1,0 +1,99 @@
+"""Throughput of the document models in-process: localise + warp of a 1-megapixel page.
+
+Decode and encode are excluded (pages are decoded once up front; encoding "raw" warps but does not
+encode). Runs through service.pipeline.Pipeline, as the server does, with the pages submitted from
+a few threads so the micro-batcher can batch them. Prints the median of several runs.
+
+    .venv/bin/python bench/documents_throughput.py --model doc-rotation --pages 100 --runs 5
+    .venv/bin/python bench/documents_throughput.py --model doc-perspective+doc-rotation
+
+Target (issue 4): at least 50 pages/s on 2 CPU cores for one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAGE = ROOT.parent / "shared" / "data" / "documents" / "cardinal-1.png"
+
+
+def one_megapixel_page() -> np.ndarray:
+    """A real page scaled to 1 MP when shared/data is there, else a synthetic page."""
+    if PAGE.is_file():
+        page = cv2.cvtColor(cv2.imread(str(PAGE)), cv2.COLOR_BGR2RGB)
+    else:
+        from training.documents.layout import render_page
+
+        page = np.repeat(render_page(0)[:, :, None], 3, axis=2)
+    scale = (1_000_000 / (page.shape[0] * page.shape[1])) ** 0.5
+    page = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    from training.documents.synth import rotate_expand
+
+    # Turned a little so the warp does real work; expand_canvas keeps about 1 MP.
+    turned = rotate_expand(page, 7.0, 255)
+    scale = (1_000_000 / (turned.shape[0] * turned.shape[1])) ** 0.5
+    return cv2.resize(turned, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="doc-rotation", help="model or chain (a+b)")
+    parser.add_argument("--model-dir", default=str(ROOT / "exported"))
+    parser.add_argument("--pages", type=int, default=100, help="pages per run")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=4, help="submitting threads")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args()
+
+    from service.config import ServiceConfig
+    from service.pipeline import AlignOptions, Pipeline
+
+    names = sorted(set(args.model.split("+")))
+    config = ServiceConfig(
+        model_dir=args.model_dir,
+        models=",".join(names),
+        device="cpu",
+        ort_threads=args.threads,
+        warp="opencv",
+    )
+    pipe = Pipeline.from_dir(args.model_dir, config)
+    pipe.warmup(2)
+    page = one_megapixel_page()
+    options = AlignOptions(models=[args.model], encoding="raw")
+    pages = [page] * args.pages
+    rates, timings = [], []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        results = pipe.align_many(pages, options, workers=args.workers)
+        rates.append(args.pages / (time.perf_counter() - t))
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise errors[0]
+        timings.extend(r.timings for r in results)
+    pipe.close()
+    mean = {
+        k: statistics.median(t[k] for t in timings) for k in ("resize_ms", "localise_ms", "warp_ms")
+    }
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}")
+    print(f"page: {page.shape[1]}x{page.shape[0]} ({page.shape[0] * page.shape[1] / 1e6:.2f} MP)")
+    print(f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads")
+    print(f"pages/s per run: {', '.join(f'{r:.1f}' for r in rates)}")
+    print(f"median pages/s: {statistics.median(rates):.1f}")
+    print("median per page: " + ", ".join(f"{k} {v:.1f}" for k, v in mean.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

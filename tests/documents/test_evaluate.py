@@ -1,0 +1,99 @@
+"""`stn evaluate` plumbing on small made-up pages: seeded copies, scoring, outputs, CLI errors."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from service.cli import main
+from training.documents import evaluate
+from training.documents.layout import render_page
+
+
+@pytest.fixture(scope="module")
+def pages_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pages")
+    rows = []
+    for i, angle in enumerate((0.0, 3.0)):
+        page = render_page(100 + i)
+        page = cv2.resize(page, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / f"p{i}.png"), page)
+        rows.append((f"p{i}.png", angle))
+    with (folder / "truth.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "content_angle"), *rows])
+    return folder
+
+
+def test_rotation_samples_are_seeded_and_truthful(pages_dir):
+    a = list(evaluate.rotation_samples(pages_dir, 3, seed=1))
+    b = list(evaluate.rotation_samples(pages_dir, 3, seed=1))
+    c = list(evaluate.rotation_samples(pages_dir, 3, seed=2))
+    assert len(a) == 6
+    assert [s.applied for s in a] == [s.applied for s in b] != [s.applied for s in c]
+    for s in a:
+        content = 3.0 if s.source == "p1.png" else 0.0
+        assert -180 < s.truth_angle <= 180
+        assert abs((s.truth_angle - content - s.applied + 180) % 360 - 180) < 1e-9
+        assert -180 <= s.applied < 180
+
+
+def test_zero_rotations_scores_pages_as_they_are(pages_dir):
+    samples = list(evaluate.rotation_samples(pages_dir, 0, seed=0))
+    assert [s.truth_angle for s in samples] == [0.0, 3.0]
+    assert all(s.applied == 0.0 for s in samples)
+
+
+def test_perspective_mode_with_the_contour_peer(pages_dir):
+    report = evaluate.evaluate(
+        pages_dir,
+        None,
+        mode="perspective",
+        rotations=2,
+        seed=0,
+        use_peers=True,
+        peer_names=["contour + 4 corners (OpenCV)"],
+        progress=False,
+    )
+    summary = report["summary"]["contour + 4 corners (OpenCV)"]
+    assert summary["count"] == 4
+    rows = report["predictions"]["contour + 4 corners (OpenCV)"]
+    assert len(rows) == 4 and all(len(r["true_corners"]) == 4 for r in rows)
+    assert summary["mean_pct"] == pytest.approx(
+        np.mean([r["corner_error_pct"] for r in rows]), abs=1e-3
+    )
+
+
+def test_cli_writes_results_and_predictions(pages_dir, tmp_path):
+    out, preds = tmp_path / "out", tmp_path / "preds.csv"
+    code = main(
+        [
+            "evaluate",
+            str(pages_dir),
+            "--mode",
+            "perspective",
+            "--rotations",
+            "1",
+            "--peers",
+            "--peer",
+            "contour + 4 corners (OpenCV)",
+            "--out",
+            str(out),
+            "--predictions",
+            str(preds),
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["mode"] == "perspective" and results["rotations"] == 1
+    assert (out / "errors.png").stat().st_size > 0
+    with preds.open() as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--peers"]) == 2
+    assert "truth.csv" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "nothing to score" in capsys.readouterr().err

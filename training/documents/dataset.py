@@ -1,0 +1,137 @@
+"""Training data for document localisers: bank pages, degraded and transformed on the fly.
+
+`build_dataset(cfg, split)` is the `documents` entry of training.data.DATASETS. Config keys used:
+- model.family: "rotation" (pages turned over up to data.max_rotation degrees; 180 = whole circle)
+  or "projective" (pages photographed on a background: in-plane turn up to data.max_rotation,
+  corners pushed by up to data.max_corner of the page size);
+- model.input_size, model.channels, model.letterbox_fill: the localiser's input;
+- data.path: the page bank folder (default runs/pages; rendered on first use if missing);
+- data.train_size, data.val_size: items per epoch; seed: everything is drawn from (seed, split, i).
+
+Train and validation share the bank's pages but draw different transforms and artefacts (their seeds
+differ); real pages (../shared/data) are never used here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training import geometry
+from training.documents import degrade, synth
+from training.documents.bank import DEFAULT_BANK, MANIFEST, build_bank, load_bank
+from training.preprocess import localiser_input, to_channels
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+FAMILIES = ("rotation", "projective")
+
+
+def sample_angle(rng: np.random.Generator, max_rotation: float) -> float:
+    """Uniform over the range, with extra weight on near-cardinal angles: most real scans are
+    upright or a quarter turn off, with a few degrees of skew."""
+    if max_rotation >= 90 and rng.random() < 0.35:
+        cardinal = float(rng.choice([0.0, 90.0, 180.0, -90.0]))
+        return float(geometry.wrap_degrees(cardinal + rng.normal(0, 3)))
+    return float(rng.uniform(-max_rotation, max_rotation))
+
+
+def coloured_page(
+    ink: np.ndarray, rng: np.random.Generator, long_side: float, other: np.ndarray | None
+) -> np.ndarray:
+    """A bank page at about `long_side` pixels, with paper, ink and scan artefacts."""
+    if rng.random() < 0.25:
+        ink = degrade.partial(ink, rng)
+    scale = long_side / max(ink.shape)
+    ink = cv2.resize(ink, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    page = degrade.ink_on_paper(ink, rng, other)
+    if rng.random() < 0.1:
+        page = degrade.binarise(page, rng)
+    return page
+
+
+def rotation_item(ink, other, rng, size: int, max_rotation: float, fill: int):
+    """(localiser input HxWx1, params) for a page turned by a random angle."""
+    page = coloured_page(ink, rng, size * rng.uniform(1.2, 2.2), other)
+    if rng.random() < 0.2:
+        page = degrade.dark_border(page, rng)
+    page = degrade.lighting(page, rng)
+    angle = sample_angle(rng, max_rotation)
+    turned = synth.rotate_expand(page, angle, synth.random_fill(page, rng))
+    turned = degrade.camera(turned, rng)
+    return localiser_input(turned[:, :, None], size, "letterbox", fill), geometry.rotation_params(
+        angle
+    )
+
+
+def projective_item(ink, other, rng, size: int, max_rotation: float, max_corner: float):
+    """(localiser input HxWx1, params) for a page photographed on a background."""
+    canvas_hw = synth.canvas_size(rng, size * rng.uniform(1.3, 2.2))
+    page = coloured_page(ink, rng, max(canvas_hw) * 0.9, other)
+    canvas = synth.background(rng, canvas_hw, other if rng.random() < 0.5 else None)
+    quad = synth.random_quad(rng, page.shape[:2], canvas_hw, max_corner, max_rotation)
+    photo = degrade.camera(degrade.lighting(synth.place_page(page, canvas, quad), rng), rng)
+    return localiser_input(photo[:, :, None], size, "stretch"), synth.quad_params(quad, canvas_hw)
+
+
+class DocumentDataset(Dataset):
+    def __init__(self, cfg, split: str):
+        family = cfg.model.family
+        if family not in FAMILIES:
+            raise ValueError(
+                f"model.family: the documents dataset makes {FAMILIES}, not {family!r}"
+            )
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be one of {list(SPLIT_IDS)}, got {split!r}")
+        self.family = family
+        self.size, self.channels = cfg.model.input_size, cfg.model.channels
+        self.fill = cfg.model.letterbox_fill
+        self.data = cfg.data
+        self.seed = (cfg.seed, SPLIT_IDS[split])
+        self.length = cfg.data.train_size if split == "train" else cfg.data.val_size
+        self.folder = Path(cfg.data.path or DEFAULT_BANK)
+        if not (self.folder / MANIFEST).is_file():
+            print(f"rendering the page bank into {self.folder} (once)")
+            build_bank(self.folder)
+        # Pages are shrunk once to the largest size an item uses, so each item resizes less.
+        longest = int(self.size * 2.25)
+        self.pages = [_shrink(page, longest) for page in load_bank(self.folder)]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([*self.seed, index])
+        ink = self.pages[int(rng.integers(len(self.pages)))]
+        other = self.pages[int(rng.integers(len(self.pages)))]
+        d = self.data
+        if self.family == "rotation":
+            image, params = rotation_item(ink, other, rng, self.size, d.max_rotation, self.fill)
+        else:
+            image, params = projective_item(
+                ink, other, rng, self.size, d.max_rotation, d.max_corner
+            )
+        image = to_channels(image, self.channels)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "params": torch.from_numpy(np.asarray(params, dtype=np.float32)),
+        }
+
+
+def _shrink(page: np.ndarray, longest: int) -> np.ndarray:
+    scale = longest / max(page.shape)
+    if scale >= 1:
+        return page
+    return cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def build_dataset(cfg, split: str) -> Dataset:
+    return DocumentDataset(cfg, split)
+
+
+def angle_of(params) -> float:
+    return math.degrees(math.atan2(float(params[1]), float(params[0])))

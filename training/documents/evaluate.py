@@ -1,0 +1,296 @@
+"""`stn evaluate`: score document models (and, with --peers, today's tools) on real pages.
+
+Rotation mode: every page in DIR/truth.csv is turned by K seeded angles over the whole circle on an
+expanded canvas (the border filled with the page's own edge tone) and each method's content angle
+is compared with content_angle + applied angle. With K = 0 the pages are scored as they are.
+
+Perspective mode: every page is laid on K seeded backgrounds under random homographies (the same
+generator as training, see synth.py) and scored by the mean corner error in % of the page diagonal.
+
+Models are run through service.pipeline.Pipeline, the code path the server and `stn rectify` use,
+so the pages/s column is localise + warp as users get it (decode and page generation excluded).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from training.documents import metrics, peers, synth
+from training.geometry import wrap_degrees
+
+MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
+# Rotation peers get a copy at most this long: a 50 MP page (a 25 MP scan turned on an expanded
+# canvas) keeps skimage's Hough transform and Tesseract busy for many minutes on a small machine.
+# The shrink is timed with the peer and helps its speed, not ours.
+PEER_MAX_SIDE = 2000
+
+
+@dataclass
+class Sample:
+    name: str  # e.g. "skew.png" or "skew.png@3" for the 3rd generated copy
+    source: str
+    image: np.ndarray  # RGB uint8
+    applied: float | None = None  # rotation applied, degrees (rotation mode)
+    truth_angle: float | None = None
+    truth_corners: np.ndarray | None = None  # perspective mode, 4x2 pixels
+
+
+@dataclass
+class MethodResult:
+    errors: list[float] = field(default_factory=list)
+    predictions: list = field(default_factory=list)
+    seconds: float = 0.0
+    failed: int = 0
+
+
+def read_truth(folder: Path) -> list[tuple[str, float]]:
+    path = folder / "truth.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: DIR must hold images and a truth.csv (file,content_angle)"
+        )
+    rows = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"file", "content_angle"} <= set(reader.fieldnames):
+            raise ValueError(
+                f"{path}: expected columns file,content_angle; got {reader.fieldnames}"
+            )
+        for row in reader:
+            rows.append((row["file"], float(row["content_angle"])))
+    if not rows:
+        raise ValueError(f"{path} lists no images")
+    return rows
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def rotation_samples(folder: Path, rotations: int, seed: int, only=None):
+    """Yield Samples: each page as is (rotations == 0) or turned by `rotations` seeded angles.
+    `only` (a set of file names) limits the pages; the seeds stay those of the full list."""
+    for index, (name, content) in enumerate(read_truth(folder)):
+        if only is not None and name not in only:
+            continue
+        image = load_rgb(folder / name)
+        if rotations == 0:
+            yield Sample(name, name, image, 0.0, float(wrap_degrees(content)))
+            continue
+        rng = np.random.default_rng([seed, index])
+        fill = synth.border_tone(image)
+        for k in range(rotations):
+            applied = float(rng.uniform(-180.0, 180.0))
+            turned = synth.rotate_expand(image, applied, fill)
+            yield Sample(
+                f"{name}@{k}", name, turned, applied, float(wrap_degrees(content + applied))
+            )
+
+
+def perspective_samples(
+    folder: Path,
+    count: int,
+    seed: int,
+    max_corner: float = 0.08,
+    max_rotation: float = 12.0,
+    only=None,
+):
+    """Yield Samples: each upright page photographed on `count` seeded backgrounds."""
+    for index, (name, content) in enumerate(read_truth(folder)):
+        if only is not None and name not in only:
+            continue
+        page = load_rgb(folder / name)
+        # Perspective truth needs an upright page: straighten the known content angle first.
+        if abs(content) > 0.01:
+            page = synth.rotate_expand(page, -content, synth.border_tone(page))
+        rng = np.random.default_rng([seed, index, 1])
+        for k in range(max(1, count)):
+            long_side = min(MAX_CANVAS, max(page.shape[:2]) * rng.uniform(1.1, 1.4))
+            canvas_hw = synth.canvas_size(rng, long_side)
+            scale = min(1.0, max(canvas_hw) * 0.95 / max(page.shape[:2]))
+            shown = (
+                cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                if scale < 1
+                else page
+            )
+            background = synth.background(rng, canvas_hw)
+            canvas = np.repeat(background[:, :, None], 3, axis=2)
+            quad = synth.random_quad(rng, shown.shape[:2], canvas_hw, max_corner, max_rotation)
+            photo = synth.place_page(shown, canvas, quad)
+            yield Sample(f"{name}@{k}", name, photo, truth_corners=quad)
+
+
+def model_method(pipeline, model: str, mode: str):
+    """A method function for one exported model, through the service pipeline."""
+    from service.pipeline import AlignOptions
+
+    options = AlignOptions(models=[model], encoding="raw")
+
+    def run(image: np.ndarray):
+        result = pipeline.align(image, options)
+        answer = result.angle if mode == "rotation" else result.corners
+        return answer, result.rectified
+
+    return run
+
+
+def evaluate(
+    folder: str | Path,
+    model: str | None,
+    model_dir: str = "exported",
+    mode: str = "rotation",
+    rotations: int = 8,
+    seed: int = 0,
+    use_peers: bool = False,
+    peer_names=None,
+    contact: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Score the model (and peers) on the generated samples. Returns summaries, the per-sample
+    predictions and a few before/after pairs for the contact sheet."""
+    folder = Path(folder)
+    methods: dict = {}
+    pipeline = None
+    if model:
+        from service.config import ServiceConfig
+        from service.pipeline import Pipeline
+
+        pipeline = Pipeline.from_dir(
+            model_dir, ServiceConfig(model_dir=model_dir, models=model, warmup_runs=1)
+        )
+        pipeline.warmup(1)
+        methods[model] = model_method(pipeline, model, mode)
+    if use_peers:
+        found = peers.available_peers(mode)
+        if peer_names:
+            found = {k: v for k, v in found.items() if k in peer_names}
+        # Angles do not change with scale; corners would, so perspective peers see the full photo.
+        longest = PEER_MAX_SIDE if mode == "rotation" else 10**9
+        for name, fn in found.items():
+            methods[name] = lambda image, fn=fn: (fn(shrink(image, longest)), None)
+    if not methods:
+        raise ValueError("nothing to evaluate: give --model and/or --peers")
+    samples = (
+        rotation_samples(folder, rotations, seed)
+        if mode == "rotation"
+        else (perspective_samples(folder, rotations, seed))
+    )
+    total = len(read_truth(folder)) * max(1, rotations)
+    results = {name: MethodResult() for name in methods}
+    sheet: list[tuple[np.ndarray, np.ndarray | None, str]] = []
+    try:
+        for i, sample in enumerate(
+            tqdm(samples, total=total, desc="evaluate", disable=not progress)
+        ):
+            for name, method in methods.items():
+                t = time.perf_counter()
+                try:
+                    answer, rectified = method(sample.image)
+                except (
+                    Exception
+                ) as err:  # a peer crashing on one page is a failed page, not a crash
+                    answer, rectified = None, None
+                    print(f"{name} failed on {sample.name}: {err}")
+                results[name].seconds += time.perf_counter() - t
+                _score(results[name], sample, answer, mode)
+                if name == model and len(sheet) < contact and i % max(1, total // contact) == 0:
+                    sheet.append(
+                        (
+                            _thumb(sample.image),
+                            None if rectified is None else _thumb(rectified),
+                            sample.name,
+                        )
+                    )
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+    summarise = metrics.rotation_summary if mode == "rotation" else metrics.corner_summary
+    summary = {name: summarise(r.errors, r.seconds, r.failed) for name, r in results.items()}
+    return {
+        "mode": mode,
+        "dir": str(folder),
+        "model": model,
+        "rotations": rotations,
+        "seed": seed,
+        "summary": summary,
+        "missing_peers": peers.missing_peers(mode) if use_peers else [],
+        "predictions": {name: r.predictions for name, r in results.items()},
+        "errors": {name: r.errors for name, r in results.items()},
+        "sheet": sheet,
+    }
+
+
+def shrink(image: np.ndarray, longest: int) -> np.ndarray:
+    scale = longest / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
+    if answer is None:
+        result.failed += 1
+    if mode == "rotation":
+        error = metrics.angle_error(answer, sample.truth_angle)
+        result.predictions.append(
+            {
+                "file": sample.name,
+                "content_angle": None if answer is None else round(float(answer), 3),
+                "source": sample.source,
+                "applied_angle": round(sample.applied or 0.0, 3),
+                "true_angle": round(sample.truth_angle, 3),
+                "error_deg": round(error, 4),
+            }
+        )
+    else:
+        error = metrics.corner_error(answer, sample.truth_corners)
+        result.predictions.append(
+            {
+                "file": sample.name,
+                "source": sample.source,
+                "corner_error_pct": round(error, 4),
+                "corners": None if answer is None else np.round(np.asarray(answer), 2).tolist(),
+                "true_corners": np.round(sample.truth_corners, 2).tolist(),
+            }
+        )
+    result.errors.append(error)
+
+
+def _thumb(image: np.ndarray, side: int = 220) -> np.ndarray:
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
+    scale = side / max(image.shape[:2])
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def write_predictions(path: str | Path, report: dict) -> None:
+    """One row per scored image and method: file, content_angle (predicted), source, applied..."""
+    rows = [
+        {"method": name, **row} for name, preds in report["predictions"].items() for row in preds
+    ]
+    if not rows:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
+            )
+
+
+def table(report: dict) -> str:
+    columns = metrics.ROTATION_COLUMNS if report["mode"] == "rotation" else metrics.CORNER_COLUMNS
+    return metrics.format_table(report["summary"], columns)

@@ -1,0 +1,102 @@
+"""Finding the fonts the page generator draws with.
+
+More fonts make the synthetic pages more varied; the generator works with whatever is installed.
+The recommended set comes from Debian packages (see docs/documents.md):
+
+    apt-get install -y fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf \
+        fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea
+
+With none of them the generator falls back to OpenCV's built-in Hershey fonts (see layout.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
+FONT_SUFFIXES = (".ttf", ".otf")
+# Fonts that are symbols or scripts no page is written in.
+SKIP_WORDS = ("symbol", "math", "dingbat", "z003", "d050000l", "extralight")
+
+# A few letters per script: a font serves a script when it draws all of them.
+SCRIPT_SAMPLES = {
+    "latin": "AaQgéß",
+    "cyrillic": "ДжЯщ",
+    "greek": "ΩλΣψ",
+    "hebrew": "אשת",
+    "arabic": "بشع",
+}
+
+
+@dataclass(frozen=True)
+class Font:
+    path: str
+    bold: bool
+    italic: bool
+    mono: bool
+    scripts: tuple[str, ...] = field(default=("latin",))
+
+
+def font_dirs() -> list[Path]:
+    extra = os.environ.get("STN_FONT_DIRS", "")
+    dirs = [p for p in extra.split(os.pathsep) if p] + list(FONT_DIRS)
+    return [Path(d).expanduser() for d in dirs]
+
+
+@functools.lru_cache(maxsize=4)
+def find_fonts(dirs: tuple[str, ...] | None = None) -> tuple[Font, ...]:
+    """Every usable TrueType/OpenType font, sorted by path so a seed gives the same pages."""
+    roots = [Path(d) for d in dirs] if dirs else font_dirs()
+    paths: set[Path] = set()
+    for root in roots:
+        if root.is_dir():
+            paths.update(p for p in root.rglob("*") if p.suffix.lower() in FONT_SUFFIXES)
+    fonts = []
+    for path in sorted(paths):
+        name = path.name.lower()
+        if any(word in name for word in SKIP_WORDS):
+            continue
+        scripts = _scripts(str(path))
+        if "latin" not in scripts:
+            continue
+        fonts.append(
+            Font(
+                path=str(path),
+                bold=any(w in name for w in ("bold", "demi", "bd")),
+                italic=any(w in name for w in ("italic", "oblique", "ita")),
+                mono="mono" in name,
+                scripts=scripts,
+            )
+        )
+    return tuple(fonts)
+
+
+def _scripts(path: str) -> tuple[str, ...]:
+    """Scripts the font really draws: a missing glyph renders as the same box as a private-use
+    code point, which no text font defines."""
+    from PIL import ImageFont
+
+    try:
+        font = ImageFont.truetype(path, 24)
+        missing = _glyph(font, "\ue000")
+    except OSError:
+        return ()
+    found = []
+    for script, sample in SCRIPT_SAMPLES.items():
+        try:
+            if all(_glyph(font, ch) != missing for ch in sample):
+                found.append(script)
+        except (OSError, ValueError):
+            continue
+    return tuple(found)
+
+
+def _glyph(font, ch: str) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (48, 48), 0)
+    ImageDraw.Draw(image).text((8, 8), ch, font=font, fill=255)
+    return image.tobytes()

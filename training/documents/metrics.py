@@ -1,0 +1,127 @@
+"""Scores for document alignment: angle errors and page-corner errors, and their summaries.
+
+A method that gives no answer for an image (a peer that found no text, no page outline) is scored
+with the worst possible error (180 degrees, or 100% of the diagonal) and counted in `failed`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from training.geometry import wrap_degrees
+
+WORST_ANGLE = 180.0
+WORST_CORNER = 100.0
+
+
+def angle_error(predicted: float | None, truth: float) -> float:
+    """Absolute angle difference in degrees, on the circle (0 to 180)."""
+    if predicted is None or not math.isfinite(predicted):
+        return WORST_ANGLE
+    return abs(float(wrap_degrees(predicted - truth)))
+
+
+def corner_error(predicted: np.ndarray | None, truth: np.ndarray) -> float:
+    """Mean distance between predicted and true corners (4x2, pixels), as % of the page diagonal.
+
+    The diagonal is the mean length of the true quad's two diagonals, so the score means the same
+    on a page shot close up or from afar.
+    """
+    truth = np.asarray(truth, dtype=np.float64).reshape(4, 2)
+    if predicted is None:
+        return WORST_CORNER
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(4, 2)
+    if not np.all(np.isfinite(predicted)):
+        return WORST_CORNER
+    diagonal = (np.linalg.norm(truth[2] - truth[0]) + np.linalg.norm(truth[3] - truth[1])) / 2.0
+    return float(np.linalg.norm(predicted - truth, axis=1).mean() / diagonal * 100.0)
+
+
+def top_mean(errors: np.ndarray, share: float = 0.8) -> float:
+    """Mean over the best `share` of the errors (TOP80 for 0.8); at least one value."""
+    ordered = np.sort(errors)
+    keep = max(1, math.ceil(share * len(ordered)))
+    return float(ordered[:keep].mean())
+
+
+def rotation_summary(errors, seconds: float, failed: int = 0) -> dict:
+    """Orientation accuracy, MAE, TOP80, median, shares within 0.1/0.5/1 degree, worst, pages/s."""
+    e = np.asarray(errors, dtype=np.float64)
+    if e.size == 0:
+        raise ValueError("no errors to summarise")
+    return {
+        "count": int(e.size),
+        "failed": int(failed),
+        "orientation_accuracy": float((e < 45.0).mean()),
+        "mae_deg": float(e.mean()),
+        "top80_deg": top_mean(e, 0.8),
+        "median_deg": float(np.median(e)),
+        "within_0.1": float((e <= 0.1).mean()),
+        "within_0.5": float((e <= 0.5).mean()),
+        "within_1": float((e <= 1.0).mean()),
+        "worst_deg": float(e.max()),
+        "pages_per_s": float(e.size / seconds) if seconds > 0 else float("nan"),
+    }
+
+
+def corner_summary(errors, seconds: float, failed: int = 0) -> dict:
+    """Corner error (% of diagonal): mean, TOP80, median, share within 1% and 2%, worst, pages/s."""
+    e = np.asarray(errors, dtype=np.float64)
+    if e.size == 0:
+        raise ValueError("no errors to summarise")
+    return {
+        "count": int(e.size),
+        "failed": int(failed),
+        "mean_pct": float(e.mean()),
+        "top80_pct": top_mean(e, 0.8),
+        "median_pct": float(np.median(e)),
+        "within_1pct": float((e <= 1.0).mean()),
+        "within_2pct": float((e <= 2.0).mean()),
+        "worst_pct": float(e.max()),
+        "pages_per_s": float(e.size / seconds) if seconds > 0 else float("nan"),
+    }
+
+
+ROTATION_COLUMNS = (
+    ("orientation_accuracy", "Orientation", "pct"),
+    ("median_deg", "Median", "deg"),
+    ("mae_deg", "MAE", "deg"),
+    ("top80_deg", "TOP80", "deg"),
+    ("within_0.1", "<=0.1", "pct"),
+    ("within_0.5", "<=0.5", "pct"),
+    ("within_1", "<=1", "pct"),
+    ("worst_deg", "Worst", "deg"),
+    ("pages_per_s", "Pages/s", "rate"),
+)
+CORNER_COLUMNS = (
+    ("mean_pct", "Mean err %diag", "num"),
+    ("median_pct", "Median %diag", "num"),
+    ("top80_pct", "TOP80 %diag", "num"),
+    ("within_1pct", "<=1%", "pct"),
+    ("within_2pct", "<=2%", "pct"),
+    ("worst_pct", "Worst %diag", "num"),
+    ("pages_per_s", "Pages/s", "rate"),
+)
+
+
+def format_table(rows: dict[str, dict], columns) -> str:
+    """A Markdown table, one row per method."""
+    head = "| Method | " + " | ".join(title for _, title, _ in columns) + " | n |"
+    rule = "|---|" + "---|" * (len(columns) + 1)
+    lines = [head, rule]
+    for name, summary in rows.items():
+        cells = []
+        for key, _, kind in columns:
+            v = summary[key]
+            if kind == "pct":
+                cells.append(f"{100 * v:.1f}%")
+            elif kind == "deg":
+                cells.append(f"{v:.2f}°")
+            elif kind == "rate":
+                cells.append(f"{v:.2f}")
+            else:
+                cells.append(f"{v:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['count']} |")
+    return "\n".join(lines)
