@@ -56,7 +56,11 @@ def build_transformer(cfg: ModelConfig) -> SpatialTransformer:
             f"model.localiser: unknown {cfg.localiser!r}; expected one of {list(LOCALISERS)}"
         )
     family = build_family(cfg.family, cfg.tps_grid)
-    return SpatialTransformer(cfg, LOCALISERS[cfg.localiser](cfg, family.num_params), family)
+    localiser = LOCALISERS[cfg.localiser](cfg, family.num_params)
+    if cfg.localiser_init == "random":
+        head = [m for m in localiser.modules() if isinstance(m, nn.Linear)][-1]
+        head.reset_parameters()
+    return SpatialTransformer(cfg, localiser, family)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -31,6 +31,9 @@ class ModelConfig:
     mean: float = 0.5  # input normalisation, applied to pixel / 255
     std: float = 0.5
     letterbox_fill: int = 0  # pad value when the localiser input is letterboxed
+    # "identity": the last layer starts at zero weights and the identity bias (the paper's advice);
+    # "random": PyTorch's default init there, for the initialisation ablation.
+    localiser_init: str = "identity"
     # End-to-end mode: a classifier after the transformer.
     classifier: str = "none"  # "none", or a key of training.build.CLASSIFIERS
     num_classes: int = 10
@@ -91,6 +94,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (m.input_size >= 8, "model.input_size", "must be at least 8"),
         (m.tps_grid >= 2, "model.tps_grid", "must be at least 2"),
         (m.transformers in (1, 2), "model.transformers", "must be 1 or 2"),
+        (
+            m.localiser_init in ("identity", "random"),
+            "model.localiser_init",
+            "must be identity or random",
+        ),
         (m.std > 0, "model.std", "must be positive"),
         (cfg.steps > 0, "steps", "must be positive"),
         (cfg.batch_size > 0, "batch_size", "must be positive"),

@@ -120,3 +120,14 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an stn checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_localiser_init_identity_or_random():
+    from training.build import build_model
+
+    cfg = load_config(None, ["model.localiser=fc", "model.input_size=16"]).model
+    head = list(build_model(cfg).localiser.modules())[-1]
+    assert not head.weight.any()
+    cfg.localiser_init = "random"
+    head = list(build_model(cfg).localiser.modules())[-1]
+    assert head.weight.abs().sum() > 0
