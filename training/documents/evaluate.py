@@ -180,6 +180,11 @@ def evaluate(
         for name, fn in found.items():
             methods[name] = lambda image, fn=fn: (fn(shrink(image, longest)), None)
     if not methods:
+        if use_peers:
+            raise ValueError(
+                "nothing to evaluate: no peer tool is installed (bash scripts/setup.sh --peers) "
+                "and no --model was given"
+            )
         raise ValueError("nothing to evaluate: give --model and/or --peers")
     samples = (
         rotation_samples(folder, rotations, seed)
