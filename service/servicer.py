@@ -80,6 +80,14 @@ def options_from(request: pb.AlignRequest) -> AlignOptions:
     )
 
 
+def _set_angle_and_corners(message, angle, corners) -> None:
+    """Optional fields: left unset (not zero) when the model has no angle or no corners."""
+    if angle is not None:
+        message.angle_degrees = angle
+    if corners is not None:
+        message.page_corners.extend(_points(corners))
+
+
 def _points(array) -> list[pb.Point]:
     return [pb.Point(x=float(x), y=float(y)) for x, y in np.asarray(array)]
 
@@ -102,10 +110,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
         input_height=result.in_hw[0],
         input_width=result.in_hw[1],
     )
-    if result.angle is not None:
-        response.angle_degrees = result.angle
-    if result.corners is not None:
-        response.page_corners.extend(_points(result.corners))
+    _set_angle_and_corners(response, result.angle, result.corners)
     for s in result.stages:
         stage = response.stages.add(
             model=s.model,
@@ -115,10 +120,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
             out_height=s.out_hw[0],
             out_width=s.out_hw[1],
         )
-        if s.angle is not None:
-            stage.angle_degrees = s.angle
-        if s.corners is not None:
-            stage.page_corners.extend(_points(s.corners))
+        _set_angle_and_corners(stage, s.angle, s.corners)
     if result.encoded is not None and result.rectified is not None:
         h, w, c = result.rectified.shape
         response.rectified.CopyFrom(
