@@ -5,15 +5,19 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from training.documents.layout import render_page
 from training.documents.skew import (
     ProfileSkew,
     SnapRotation,
+    coords,
     degrees,
     half_angle,
     multiply,
     nearest_quarter,
+    quarter_on_axis,
+    shift_bank,
 )
 from training.documents.synth import rotate_expand
 from training.preprocess import localiser_input
@@ -35,15 +39,29 @@ def test_profile_skew_finds_the_skew_modulo_90(seed, angle):
     turned = rotate_expand(page, angle, 255)
     small = localiser_input(turned[:, :, None], 384, "letterbox", 0)
     x = torch.from_numpy(small).float().permute(2, 0, 1)[None] / 127.5 - 1.0
-    found = float(degrees(ProfileSkew(384, -1.0)(x))[0])
+    skew, along = ProfileSkew(384, -1.0).measure(x)
+    found = float(degrees(skew)[0])
     error = abs((found - angle + 45) % 90 - 45)
     assert error < 0.5, (angle, found)
+    # Once the skew is undone, an even number of quarter turns is left when the lines run along
+    # the rows, an odd number when they run down the columns.
+    quarters = round((angle - found) / 90.0)
+    assert float(along[0]) == (1.0 if quarters % 2 == 0 else 0.0), (angle, found)
 
 
 def test_nearest_quarter():
     for deg, want in ((10, 0), (50, 90), (-100, -90), (170, 180), (-150, 180), (-44, 0)):
         got = float(degrees(nearest_quarter(pair(deg))))
         assert abs((got - want + 180) % 360 - 180) < 1e-4, (deg, got)
+
+
+def test_quarter_on_axis_keeps_to_the_axis():
+    along, across = torch.tensor(1.0), torch.tensor(0.0)
+    # An estimate of 80 degrees on a page whose lines lie along the rows: 0, not 90.
+    assert float(degrees(quarter_on_axis(pair(80), along))) == pytest.approx(0.0, abs=1e-4)
+    assert abs(float(degrees(quarter_on_axis(pair(100), along)))) == pytest.approx(180.0)
+    assert float(degrees(quarter_on_axis(pair(10), across))) == pytest.approx(90.0)
+    assert float(degrees(quarter_on_axis(pair(-170), across))) == pytest.approx(-90.0)
 
 
 def test_untrained_rotation_localiser_returns_the_skew():
@@ -57,3 +75,30 @@ def test_untrained_rotation_localiser_returns_the_skew():
     assert float(out.norm()) == pytest.approx(1.0, abs=1e-5)
     assert float(degrees(out)[0]) == pytest.approx(4.0, abs=0.5)
     assert np.isfinite(out.numpy()).all()
+
+
+def test_shift_bank_matches_a_grid_sample_shear():
+    size, pool = 192, 16
+    strips = torch.rand(1, size // pool, size)  # (N, J, S): J strips of S pixels
+    shears = torch.deg2rad(torch.tensor([-3.0, 0.7, 2.5]))
+    shifted = F.conv1d(strips, shift_bank(shears, size, pool), padding="same", groups=size // pool)
+    shifted = shifted.reshape(1, size // pool, 3, size)
+    # The same shifts by grid_sample: strip j, candidate k samples y + shears[k] * x_j.
+    xs, ys = coords(size // pool), coords(size)
+    for k in range(3):
+        x = ys[None, :] + shears[k] * xs[:, None]  # along the strip
+        y = xs[:, None].expand(-1, size)  # which strip
+        want = F.grid_sample(
+            strips[:, None],
+            torch.stack([x, y], -1)[None],
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        assert float((shifted[0, :, k] - want[0, 0]).abs().max()) < 1e-4
+
+
+def test_profile_skew_shift_banks_are_small():
+    skew = ProfileSkew(384, -1.0)
+    weights = sum(b.numel() for name, b in skew.named_buffers() if "bank" in name)
+    assert weights < 100_000  # the model file must stay small
