@@ -15,7 +15,6 @@ from training.documents.skew import (
     degrees,
     half_angle,
     multiply,
-    nearest_quarter,
     quarter_on_axis,
     shift_bank,
 )
@@ -47,12 +46,6 @@ def test_profile_skew_finds_the_skew_modulo_90(seed, angle):
     # the rows, an odd number when they run down the columns.
     quarters = round((angle - found) / 90.0)
     assert float(along[0]) == (1.0 if quarters % 2 == 0 else 0.0), (angle, found)
-
-
-def test_nearest_quarter():
-    for deg, want in ((10, 0), (50, 90), (-100, -90), (170, 180), (-150, 180), (-44, 0)):
-        got = float(degrees(nearest_quarter(pair(deg))))
-        assert abs((got - want + 180) % 360 - 180) < 1e-4, (deg, got)
 
 
 def test_quarter_on_axis_keeps_to_the_axis():

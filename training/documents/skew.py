@@ -261,16 +261,6 @@ def quarter_on_axis(pair: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
     return torch.stack([along * sign_c, (1.0 - along) * sign_s], -1)
 
 
-def nearest_quarter(pair: torch.Tensor) -> torch.Tensor:
-    """(cos, sin) -> the nearest of (1, 0), (0, 1), (-1, 0), (0, -1)."""
-    c, s = pair[..., 0], pair[..., 1]
-    one, zero = torch.ones_like(c), torch.zeros_like(c)
-    sign_c = torch.where(c < 0, -one, one)
-    sign_s = torch.where(s < 0, -one, one)
-    wide = c.abs() < s.abs()  # nearer to +-90 than to 0 or 180
-    return torch.stack([torch.where(wide, zero, sign_c), torch.where(wide, sign_s, zero)], -1)
-
-
 class SnapRotation(nn.Module):
     """The whole-circle rotation localiser: a learned estimate, snapped to the precise skew.
 
