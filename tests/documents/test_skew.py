@@ -15,7 +15,6 @@ from training.documents.skew import (
     degrees,
     half_angle,
     multiply,
-    quarter_on_axis,
     shift_bank,
 )
 from training.documents.synth import rotate_expand
@@ -48,17 +47,9 @@ def test_profile_skew_finds_the_skew_modulo_90(seed, angle):
     assert float(along[0]) == (1.0 if quarters % 2 == 0 else 0.0), (angle, found)
 
 
-def test_quarter_on_axis_keeps_to_the_axis():
-    along, across = torch.tensor(1.0), torch.tensor(0.0)
-    # An estimate of 80 degrees on a page whose lines lie along the rows: 0, not 90.
-    assert float(degrees(quarter_on_axis(pair(80), along))) == pytest.approx(0.0, abs=1e-4)
-    assert abs(float(degrees(quarter_on_axis(pair(100), along)))) == pytest.approx(180.0)
-    assert float(degrees(quarter_on_axis(pair(10), across))) == pytest.approx(90.0)
-    assert float(degrees(quarter_on_axis(pair(-170), across))) == pytest.approx(-90.0)
-
-
 def test_untrained_rotation_localiser_returns_the_skew():
-    # The learned reader starts at the identity (upright), so the localiser gives the skew alone.
+    # Untrained, the direction reader votes 0 and the learned cascade starts at the identity
+    # (upright), so the localiser gives the skew alone.
     model = SnapRotation(1, 384, 32, -1.0).eval()
     page = rotate_expand(render_page(30), 4.0, 255)
     x = torch.from_numpy(localiser_input(page[:, :, None], 384, "letterbox", 0)).float()

@@ -1,12 +1,17 @@
-"""Make the shipped doc-rotation checkpoint from a trained rotation cascade.
+"""Make a doc-rotation checkpoint (skew.SnapRotation) from a trained rotation cascade.
 
     python -m training.documents.graft runs/doc-rotation/ckpt.pt -o runs/doc-rotation/snap.pt
-    stn export runs/doc-rotation/snap.pt -o exported/doc-rotation.onnx
+    python -m training.documents.direction runs/doc-rotation/snap.pt -o runs/doc-rotation/final.pt
+    stn export runs/doc-rotation/final.pt -o exported/doc-rotation.onnx --name doc-rotation
 
 The cascade (trained by `stn train --config configs/doc-rotation.toml`, input 128) becomes the
-quadrant reader of skew.SnapRotation (input 3 x 128 = 384); the projection-profile skew has no
-weights, so nothing else is trained. The new checkpoint keeps the training config and records the
-source checkpoint.
+layout reader of SnapRotation, whose input is 6 x 128 = 768; the profile skew has no weights and the
+line-profile direction reader starts untrained (training.documents.direction fits it).
+
+The source may also be an exported doc-rotation ONNX file: its cascade weights are read back
+(ONNX export folds each BatchNorm into the convolution before it, so the batch norms come back as
+identities carrying the folded bias). That keeps the shipped cascade reusable without its
+training run's checkpoint.
 """
 
 from __future__ import annotations
@@ -21,42 +26,106 @@ import torch
 from training.build import build_model
 from training.config import model_config_from_dict
 
+READER_PREFIX = "stn.localiser.reader."
+
 
 def graft(source: str | Path, output: str | Path) -> Path:
-    state = torch.load(source, map_location="cpu", weights_only=False)
-    cfg = model_config_from_dict(state["model_config"])
-    if cfg.family != "rotation" or cfg.localiser != "doc" or cfg.input_size >= 384:
-        raise ValueError(f"{source}: expected a rotation `doc` cascade with input under 384")
-    snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 3)
+    if str(source).endswith(".onnx"):
+        cfg, weights, extra = _from_onnx(Path(source))
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        cfg = model_config_from_dict(state["model_config"])
+        if cfg.family != "rotation" or cfg.localiser != "doc" or cfg.input_size >= 384:
+            raise ValueError(f"{source}: expected a rotation `doc` cascade with input under 384")
+        weights = {k.removeprefix("localiser."): v for k, v in state["model"].items()}
+        extra = {k: state.get(k, {}) for k in ("train_config", "metrics")}
+        extra["step"] = state.get("step", 0)
+    snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
     model = build_model(snap_cfg)
-    weights = {
-        k.replace("localiser.", "localiser.reader.", 1) if k.startswith("localiser.") else k: v
-        for k, v in state["model"].items()
-    }
-    model.load_state_dict(weights, strict=True)
+    model.localiser.reader.load_state_dict(weights, strict=True)
+    state = {"model_config": dataclasses.asdict(snap_cfg), "grafted_from": str(source), **extra}
+    return save_snap(model.localiser, state, output)
+
+
+def load_snap(path: str | Path):
+    """(SnapRotation in eval mode, the checkpoint dict) from a checkpoint made here."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(model_config_from_dict(state["model_config"]))
+    model.load_state_dict(state["model"], strict=True)
+    return model.localiser.eval(), state
+
+
+def save_snap(snap, state: dict, output: str | Path, **extra) -> Path:
+    """Write a checkpoint holding `snap` as the localiser, keeping the rest of `state`."""
+    model = build_model(model_config_from_dict(state["model_config"]))
+    model.localiser.load_state_dict(snap.state_dict(), strict=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "model_config": dataclasses.asdict(snap_cfg),
-            "train_config": state.get("train_config", {}),
-            "step": state.get("step", 0),
-            "metrics": state.get("metrics", {}),
-            "grafted_from": str(source),
-        },
-        output,
-    )
+    torch.save({**state, **extra, "model": model.state_dict()}, output)
     return output
+
+
+def _from_onnx(path: Path):
+    import onnx
+    from onnx import numpy_helper
+
+    from training.documents.model import Cascade
+    from training.export import read_metadata
+
+    meta = read_metadata(path)
+    graph = onnx.load(str(path)).graph
+    arrays = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    named = {
+        k.removeprefix(READER_PREFIX): v for k, v in arrays.items() if k.startswith(READER_PREFIX)
+    }
+    if not named:
+        raise ValueError(f"{path}: no doc-rotation cascade weights ({READER_PREFIX}*) in the graph")
+    hidden = named["coarse.fc.0.weight"].shape[0]
+    # The cascade sees a sixth of the input (a third in the first shipped files, input 384).
+    sizes = [int(meta["input_size"]) // k for k in (6, 3)]
+    size = next((n for n in sizes if _fits(Cascade("rotation", 1, n, hidden), named)), None)
+    if size is None:
+        raise ValueError(f"{path}: the cascade weights fit no input size in {sizes}")
+    # The folded convolutions keep the graph's order, which is the cascade's module order.
+    folded = [
+        (node.input[1], node.input[2])
+        for node in graph.node
+        if node.op_type == "Conv" and len(node.input) == 3 and node.input[1].startswith("onnx::")
+    ]
+    cascade = Cascade("rotation", 1, size, hidden)
+    weights = dict(cascade.state_dict())
+    weights.update(named)
+    convs = [k for k, v in weights.items() if k.endswith(".weight") and v.dim() == 4]
+    if len(convs) != len(folded):
+        raise ValueError(f"{path}: {len(folded)} folded convolutions, expected {len(convs)}")
+    for key, (w, b) in zip(convs, folded, strict=True):
+        weights[key] = arrays[w]
+        prefix, index, _ = key.rsplit(".", 2)
+        norm = f"{prefix}.{int(index) + 1}"
+        eps = cascade.get_submodule(norm).eps
+        weights[f"{norm}.weight"] = torch.ones_like(arrays[b])
+        weights[f"{norm}.bias"] = arrays[b]
+        weights[f"{norm}.running_mean"] = torch.zeros_like(arrays[b])
+        weights[f"{norm}.running_var"] = torch.full_like(arrays[b], 1.0 - eps)
+    fields = {"family": "rotation", "localiser": "doc", "input_size": size, "channels": 1}
+    cfg = model_config_from_dict({**fields, "hidden": hidden, "letterbox_fill": 0})
+    return cfg, weights, {"read_back_from": meta.get("name", str(path))}
+
+
+def _fits(module: torch.nn.Module, weights: dict) -> bool:
+    shapes = {k: v.shape for k, v in module.state_dict().items()}
+    return all(shapes.get(k) == v.shape for k, v in weights.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="ckpt.pt of a trained rotation cascade")
+    parser.add_argument(
+        "source", help="ckpt.pt of a trained rotation cascade, or an exported doc-rotation.onnx"
+    )
     parser.add_argument("-o", "--output", required=True, help="where to write the new checkpoint")
     args = parser.parse_args(argv)
     try:
-        print(graft(args.checkpoint, args.output))
+        print(graft(args.source, args.output))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

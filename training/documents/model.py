@@ -1,5 +1,6 @@
-"""The `doc` localiser for document pages. Rotation models use skew.ProfileRotation; projective
-models (and rotation, if built directly) use the learned two-stage cascade here.
+"""The `doc` localiser for document pages. Rotation models of input 384 and up use
+skew.SnapRotation; projective models (and smaller rotation ones) use the learned two-stage cascade
+here.
 
 Stage one looks at a half-size copy and makes a coarse estimate over the whole range. The input is
 then re-sampled by that estimate (grid_sample, in-graph) and stage two, at full size, predicts the
@@ -104,8 +105,9 @@ class Cascade(nn.Module):
 def build_localiser(cfg, num_params: int) -> nn.Module:
     """training.build.LOCALISERS["doc"]: ModelConfig -> raw theta of the family.
 
-    rotation with input_size >= 384: projection-profile skew snapped to a learned cascade's
-    quadrant (skew.SnapRotation, made from a trained cascade by training/documents/graft.py);
+    rotation with input_size >= 384: projection-profile skew and axis, and which way up from the
+    line-profile reader and a learned cascade (skew.SnapRotation, made from a trained cascade by
+    training/documents/graft.py, its line reader fitted by training/documents/direction.py);
     otherwise the learned two-stage cascade above.
     """
     if cfg.family == "rotation" and cfg.input_size >= 384:

@@ -34,14 +34,18 @@ def coords(n: int) -> torch.Tensor:
     return (torch.arange(n, dtype=torch.float32) * 2 + 1) / n - 1
 
 
-def rotation_grid(cos: torch.Tensor, sin: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Grids (M, S, S, 2) that de-rotate a square image by angles with these cos, sin (the
-    rotation family's convention: content turned counter-clockwise by a is made upright).
+def rotation_grid(
+    cos: torch.Tensor, sin: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Grids (M, len(ys), len(xs), 2) that de-rotate a square image by angles with these cos, sin
+    (the rotation family's convention: content turned counter-clockwise by a is made upright),
+    sampled at output columns xs and rows ys (ys defaults to xs).
 
-    Built from the 1-D coordinates xs at run time: a grid stored in the ONNX file would cost
+    Built from the 1-D coordinates at run time: a grid stored in the ONNX file would cost
     megabytes, and the model must stay small."""
+    ys = xs if ys is None else ys
     c, s = cos[:, None, None], sin[:, None, None]
-    x, y = xs[None, None, :], xs[None, :, None]
+    x, y = xs[None, None, :], ys[None, :, None]
     return torch.stack([c * x + s * y, c * y - s * x], dim=-1)
 
 
@@ -107,18 +111,7 @@ class ProfileSkew(nn.Module):
             self.register_buffer(f"col_bank{i}", shift_bank(offsets, size, self.POOL), False)
 
     def ink(self, x: torch.Tensor, disc: torch.Tensor) -> torch.Tensor:
-        """Local contrast (strokes, not paper or shading), zero near the letterbox padding and
-        outside the central disc (rotating a disc crops nothing)."""
-        # Square windows as a row pass then a column pass: the same result, far fewer operations.
-        local = F.avg_pool2d(x, (1, 5), 1, (0, 2), count_include_pad=False)
-        local = F.avg_pool2d(local, (5, 1), 1, (2, 0), count_include_pad=False)
-        detail = (x - local).abs()
-        # Padding holds exactly fill_value and its straight edge would vote for 0 degrees, so
-        # areas of it (not thin strokes of the same value) are found, grown, and masked out.
-        pad = ((self.fill_value + 1e-3 - x) * 1000.0).clamp(0.0, 1.0)
-        pad = -max_pool_square(-pad, 5)
-        pad = max_pool_square(pad, 13)
-        return detail * (1.0 - pad) * disc
+        return ink_map(x, disc, self.fill_value)
 
     @staticmethod
     def _sample(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
@@ -223,6 +216,25 @@ class ProfileSkew(nn.Module):
         return F.grid_sample(rows, row_grid, **kw), F.grid_sample(cols, col_grid, **kw)
 
 
+def ink_map(x: torch.Tensor, disc: torch.Tensor, fill_value: float) -> torch.Tensor:
+    """Local contrast (strokes, not paper or shading), zero near the letterbox padding and where
+    `disc` is 0 (rotating a disc crops nothing)."""
+    # Padding holds exactly fill_value and its straight edge would vote for 0 degrees, so areas
+    # of it (not thin strokes of the same value) are found, grown, and masked out.
+    pad = ((fill_value + 1e-3 - x) * 1000.0).clamp(0.0, 1.0)
+    pad = -max_pool_square(-pad, 5)
+    pad = max_pool_square(pad, 13)
+    return stroke_contrast(x) * (1.0 - pad) * disc
+
+
+def stroke_contrast(x: torch.Tensor) -> torch.Tensor:
+    """|x - its 5 x 5 local mean|: strokes stand out, paper and shading do not."""
+    # Square windows as a row pass then a column pass: the same result, far fewer operations.
+    local = F.avg_pool2d(x, (1, 5), 1, (0, 2), count_include_pad=False)
+    local = F.avg_pool2d(local, (5, 1), 1, (2, 0), count_include_pad=False)
+    return (x - local).abs()
+
+
 def shift_bank(shears: torch.Tensor, size: int, pool: int) -> torch.Tensor:
     """Weights (J*K, 1, taps) of a grouped conv1d over J = size/pool strips: output k of strip j is
     the strip moved by shears[k] * x_j * size / 2 pixels (x_j its normalised centre), with linear
@@ -251,45 +263,50 @@ def max_pool_square(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.max_pool2d(x, (k, 1), 1, (k // 2, 0))
 
 
-def quarter_on_axis(pair: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
-    """(cos, sin) and the axis from ProfileSkew.measure -> the nearer of (1, 0) and (-1, 0) where
-    along is 1, else the nearer of (0, 1) and (0, -1)."""
-    c, s = pair[..., 0], pair[..., 1]
-    one = torch.ones_like(c)
-    sign_c = torch.where(c < 0, -one, one)
-    sign_s = torch.where(s < 0, -one, one)
-    return torch.stack([along * sign_c, (1.0 - along) * sign_s], -1)
-
-
 class SnapRotation(nn.Module):
-    """The whole-circle rotation localiser: a learned estimate, snapped to the precise skew.
+    """The whole-circle rotation localiser: precise skew and axis, then which way up.
 
-    A learned cascade (model.Cascade, on a third-size copy) estimates the angle over the whole
-    circle, orientation included, but only to some degrees; the projection profiles give the skew
-    modulo 90 to about a tenth of a degree and the axis of the lines, but cannot tell up from
-    down. The output is the skew turned by the half turn (or not) along that axis that brings it
-    nearest the learned estimate: the profiles give the precision and the axis, the learned part
-    the direction.
+    - The profile skew (ProfileSkew, on a half-size copy) gives the skew modulo 90 degrees to
+      about a tenth of a degree and which axis the lines lie on: the page is `base` or `base`
+      turned by a half turn, with `base` the skew times (1, 0) (lines along the rows) or (0, 1).
+    - Which of the two: the sum of two votes, the line-profile reader (direction.ProfileDirection,
+      on the full-size input: the shapes of the text lines) and, weighted by `reader_weight`, a
+      learned cascade (model.Cascade on a sixth-size copy, the whole circle to some degrees: the
+      layout of the page) by the cosine between its estimate and `base`.
+    One (cos, sin) comes out; the caller warps the original once.
     """
 
     def __init__(self, channels: int, size: int, hidden: int, fill_value: float):
         super().__init__()
+        from training.documents.direction import ProfileDirection
         from training.documents.model import Cascade
 
-        if size % 96:
+        if size % 192:
             raise ValueError(
-                f"input size must be a multiple of 96 for the rotation model, got {size}"
+                f"input size must be a multiple of 192 for the rotation model, got {size}"
             )
-        self.skew = ProfileSkew(size, fill_value)
-        self.reader = Cascade("rotation", channels, size // 3, hidden)
+        self.size, self.fill_value = size, fill_value
+        self.skew = ProfileSkew(size // 2, fill_value)
+        self.reader = Cascade("rotation", channels, size // 6, hidden)
+        self.direction = ProfileDirection(size)
+        self.register_buffer("reader_weight", torch.ones(()))
+
+    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base (N, 2), the cascade's vote (N,)): the parts that the direction reader's training
+        treats as fixed."""
+        skew, along = self.skew.measure(F.avg_pool2d(x[:, :1], 2))
+        base = multiply(skew, torch.stack([along, 1.0 - along], 1))
+        rough = unit(self.reader(F.avg_pool2d(x, 6)), 1e-6)
+        return base, (rough * base).sum(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skew, along = self.skew.measure(x)
-        rough = unit(self.reader(F.avg_pool2d(x, 3)), 1e-6)
-        # The learned angle relative to the skew: rough times the conjugate of skew. The profiles
-        # say which axis the lines lie on; the network only says which way along it.
-        relative = multiply(rough, skew * torch.tensor([1.0, -1.0], device=x.device))
-        return multiply(skew, quarter_on_axis(relative, along))
+        from training.documents.direction import line_profiles
+
+        base, reader_vote = self.front(x)
+        vote = self.direction(line_profiles(x, base, self.fill_value))
+        vote = vote + self.reader_weight * reader_vote
+        one = torch.ones_like(vote)
+        return base * torch.where(vote < 0, -one, one)[:, None]
 
 
 def degrees(pair: torch.Tensor) -> torch.Tensor:
