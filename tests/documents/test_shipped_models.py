@@ -67,3 +67,17 @@ def test_perspective_corners_within_a_floor(pipeline, documents_dir):
     assert len(errors) == 3
     # The shipped model scores 3-5% here; a model that returns the whole photo scores 29-90%.
     assert float(np.median(errors)) < 8.0, errors
+
+
+def test_upside_down_pages_are_read_the_right_way_up(pipeline, documents_dir):
+    # Pages whose half turn the first shipped model (layout reader only) got wrong; the text-line
+    # reader must get them right.
+    from service.pipeline import AlignOptions
+
+    truth = dict(evaluate.read_truth(documents_dir))
+    options = AlignOptions(models=["doc-rotation"], encoding="none")
+    for name in ("deskew-3.png", "francais.png", "typewriter.png", "cardinal-1.png"):
+        image = evaluate.load_rgb(documents_dir / name)[::-1, ::-1].copy()  # a half turn
+        angle = pipeline.align(image, options).angle
+        want = truth[name] + 180.0
+        assert metrics.angle_error(angle, want) < 2.0, f"{name}: predicted {angle:.1f}"
