@@ -176,10 +176,16 @@ def test_rectify_resumes_after_an_interrupted_run(base_config, tmp_path):
     out = tmp_path / "out"
     argv = ["rectify", str(tmp_path / "in"), str(out), "--server", f"127.0.0.1:{port}", "--model",
             "doc-rotation", "--concurrency", "1"]  # fmt: skip
+    # A shell that starts the tests in the background ignores SIGINT, and a child inherits an
+    # ignored signal; with a handler set here the child starts with the default (Ctrl-C) instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.commands", *argv], cwd=ROOT, stderr=subprocess.PIPE
-        )
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "service.commands", *argv], cwd=ROOT, stderr=subprocess.PIPE
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if (out / MANIFEST).exists() and len((out / MANIFEST).read_text().splitlines()) >= 4:
