@@ -80,6 +80,13 @@ SETTINGS: tuple[Setting, ...] = (
         "auto (graph on CUDA, else opencv)",
         ("auto", "opencv", "graph"),
     ),
+    Setting(
+        "page_edges",
+        "doc-perspective",
+        str,
+        "comma-separated projective models whose corners are snapped to the page's edges in a "
+        "grey copy of the photo; empty turns it off",
+    ),
     Setting("max_batch_size", 16, int, "most images per localiser run", minimum=1),
     Setting("max_queue_delay_ms", 2.0, float, "longest wait for a batch to fill, ms", minimum=0),
     Setting(
@@ -125,6 +132,7 @@ class ServiceConfig:
     device: str = "auto"
     require_gpu: bool = False
     warp: str = "auto"
+    page_edges: str = "doc-perspective"
     max_batch_size: int = 16
     max_queue_delay_ms: float = 2.0
     max_queue_size: int = 256
@@ -150,6 +158,10 @@ class ServiceConfig:
     @property
     def model_names(self) -> list[str]:
         return [n.strip() for n in self.models.split(",") if n.strip()]
+
+    @property
+    def page_edge_models(self) -> set[str]:
+        return {n.strip() for n in self.page_edges.split(",") if n.strip()}
 
     def replace(self, **changes: Any) -> ServiceConfig:
         return validate(dataclasses.replace(self, **changes))

@@ -23,7 +23,9 @@ matrices composed (training.geometry.compose).
 Default output sizes: rotation and similarity keep the input size, with height and width swapped
 when the angle is nearer +-90 than 0 or 180 (so the whole page stays in view); projective models
 give the page size estimated from the predicted corners (mean lengths of opposite edges), a flat
-upright page; others keep the input size. A requested size applies to the last stage.
+upright page; others keep the input size. A requested size applies to the last stage. Projective
+models named in the page_edges setting have their corners snapped to the page's own edges
+(service/page_edges.py) before anything uses them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import imageio, warp
+from service import imageio, page_edges, warp
 from service.batching import MicroBatcher
 from service.config import ServiceConfig
 from service.models import CUDA, Model, load_repository
@@ -134,6 +136,7 @@ class Pipeline:
             for name, model in models.items()
         }
         self.default_chain = self._default_chain()
+        page_edges.check_models(self.config.page_edge_models, models)
 
     @classmethod
     def from_dir(cls, model_dir: str, config: ServiceConfig | None = None, **kwargs) -> Pipeline:
@@ -274,6 +277,12 @@ class Pipeline:
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
                 )
+            if model.name in self.config.page_edge_models:
+                t = time.perf_counter()
+                theta = page_edges.snap_params(
+                    image, theta, acc, cur_hw, options.border, options.fill
+                )
+                timings["localise_ms"] += _ms(t)
             last = i == len(models) - 1
             stage_angle = (
                 geometry.angle_degrees(theta)

@@ -197,6 +197,12 @@ def page_corners(params, in_hw: Size) -> np.ndarray:
     return apply_matrix(axis_to_pixel(in_hw), quad)
 
 
+def corner_params(corners: np.ndarray, in_hw: Size) -> np.ndarray:
+    """The inverse of page_corners: four corners in input pixels -> projective params."""
+    quad = apply_matrix(pixel_to_axis(in_hw), np.asarray(corners, dtype=np.float64).reshape(4, 2))
+    return (quad - CORNERS).reshape(8)
+
+
 def apply_matrix(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64)
     h = np.hstack([pts, np.ones((len(pts), 1))]) @ m.T

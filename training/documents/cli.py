@@ -67,6 +67,12 @@ def add_commands(subparsers) -> None:
     ev.add_argument(
         "--contact", type=int, default=8, help="before/after pairs in the contact sheet"
     )
+    ev.add_argument(
+        "--no-page-edges",
+        action="store_true",
+        help="score the projective model's own corners, without the service's snapping to the "
+        "page's edges (setting page_edges)",
+    )
     ev.set_defaults(run=run_evaluate)
 
     pages = subparsers.add_parser(
@@ -115,6 +121,7 @@ def run_evaluate(args) -> int:
             args.peers,
             args.peer,
             args.contact,
+            page_edges=not args.no_page_edges,
         )
     except (FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)

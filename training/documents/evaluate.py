@@ -156,6 +156,7 @@ def evaluate(
     peer_names=None,
     contact: int = 8,
     progress: bool = True,
+    page_edges: bool = True,
 ) -> dict:
     """Score the model (and peers) on the generated samples. Returns summaries, the per-sample
     predictions and a few before/after pairs for the contact sheet."""
@@ -166,8 +167,9 @@ def evaluate(
         from service.config import ServiceConfig
         from service.pipeline import Pipeline
 
+        config = ServiceConfig(model_dir=model_dir, models=model, warmup_runs=1)
         pipeline = Pipeline.from_dir(
-            model_dir, ServiceConfig(model_dir=model_dir, models=model, warmup_runs=1)
+            model_dir, config if page_edges else config.replace(page_edges="")
         )
         pipeline.warmup(1)
         methods[model] = model_method(pipeline, model, mode)

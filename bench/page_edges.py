@@ -1,0 +1,74 @@
+"""Corner error of a projective document model with and without page-edge snapping, on synthetic
+photos: bank pages through the training generator, with seeds the training never draws. The
+snapping's settings (service/page_edges.py) were chosen with this script, so that the real pages of
+`stn evaluate` stay an untouched test.
+
+    .venv/bin/python bench/page_edges.py --photos 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SEED = 4242  # training draws (config seed, split id, index); this never collides with those
+
+
+def synthetic_photo(pages, index: int):
+    """(RGB photo, true corners 4x2) for photo `index`, as the training generator makes them."""
+    from training.documents import degrade, synth
+    from training.documents.dataset import coloured_page
+
+    rng = np.random.default_rng([SEED, index])
+    ink = pages[int(rng.integers(len(pages)))]
+    other = pages[int(rng.integers(len(pages)))]
+    canvas_hw = synth.canvas_size(rng, rng.uniform(900, 1600))
+    page = coloured_page(ink, rng, max(canvas_hw) * 0.9, other)
+    canvas = synth.background(rng, canvas_hw, other if rng.random() < 0.5 else None)
+    quad = synth.random_quad(rng, page.shape[:2], canvas_hw, 0.08, 12.0)
+    photo = degrade.camera(degrade.lighting(synth.place_page(page, canvas, quad), rng), rng)
+    if photo.ndim == 2:
+        photo = np.repeat(photo[:, :, None], 3, axis=2)
+    return photo, quad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="doc-perspective")
+    parser.add_argument("--model-dir", default="exported")
+    parser.add_argument("--pages", default="runs/pages", help="the page bank (stn pages)")
+    parser.add_argument("--photos", type=int, default=300)
+    args = parser.parse_args()
+
+    from tqdm import tqdm
+
+    from service.config import ServiceConfig
+    from service.pipeline import AlignOptions, Pipeline
+    from training.documents import metrics
+    from training.documents.bank import load_bank
+
+    pages = load_bank(args.pages, limit=200)
+    options = AlignOptions(models=[args.model], encoding="none")
+    rows = {}
+    for label, setting in (("model alone", ""), ("model + page edges", args.model)):
+        pipe = Pipeline.from_dir(args.model_dir, ServiceConfig(page_edges=setting, device="cpu"))
+        errors, seconds = [], 0.0
+        for i in tqdm(range(args.photos), desc=label):
+            photo, quad = synthetic_photo(pages, i)
+            start = time.perf_counter()
+            corners = pipe.align(photo, options).corners
+            seconds += time.perf_counter() - start
+            errors.append(metrics.corner_error(corners, quad))
+        pipe.close()
+        rows[label] = metrics.corner_summary(errors, seconds)
+    print(metrics.format_table(rows, metrics.CORNER_COLUMNS))
+
+
+if __name__ == "__main__":
+    main()
