@@ -22,20 +22,13 @@ SEED = 4242  # training draws (config seed, split id, index); this never collide
 
 def synthetic_photo(pages, index: int):
     """(RGB photo, true corners 4x2) for photo `index`, as the training generator makes them."""
-    from training.documents import degrade, synth
-    from training.documents.dataset import coloured_page
+    from training.documents.dataset import photograph
 
     rng = np.random.default_rng([SEED, index])
     ink = pages[int(rng.integers(len(pages)))]
     other = pages[int(rng.integers(len(pages)))]
-    canvas_hw = synth.canvas_size(rng, rng.uniform(900, 1600))
-    page = coloured_page(ink, rng, max(canvas_hw) * 0.9, other)
-    canvas = synth.background(rng, canvas_hw, other if rng.random() < 0.5 else None)
-    quad = synth.random_quad(rng, page.shape[:2], canvas_hw, 0.08, 12.0)
-    photo = degrade.camera(degrade.lighting(synth.place_page(page, canvas, quad), rng), rng)
-    if photo.ndim == 2:
-        photo = np.repeat(photo[:, :, None], 3, axis=2)
-    return photo, quad
+    photo, quad = photograph(ink, other, rng, rng.uniform(900, 1600), 12.0, 0.08)
+    return np.repeat(photo.reshape(*photo.shape[:2], 1), 3, axis=2), quad
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ further than the search reached, is dropped whole. The settings were chosen on s
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -68,38 +70,41 @@ def snap_corners(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """grey (H, W) uint8 and corners (4, 2) TL, TR, BR, BL in its pixel coordinates (x, y) ->
     corners snapped to the page's edges (the input corners where the edges cannot be found)."""
     corners = np.asarray(corners, dtype=np.float64).reshape(4, 2)
+    segments = [(corners[k], corners[(k + 1) % 4]) for k in range(4)]
+    if min(float(np.linalg.norm(end - start)) for start, end in segments) < 8:
+        return corners
     h, w = grey.shape[:2]
     diagonal = float(np.hypot(h, w))
     image = grey.astype(np.float32)
-    found_cuts = [_cuts(image, corners[k], corners[(k + 1) % 4], diagonal) for k in range(4)]
-    cuts = [c for c in found_cuts if c is not None]
-    if len(cuts) < 4:
-        return corners
+    cuts = [_cuts(image, start, end, diagonal) for start, end in segments]
     # Paper is usually lighter than what it lies on; which way it is comes from the whole page, as
     # one edge alone can be fooled by a dark figure or a light object beside the page.
-    inner = np.mean([c[0][:, -c[0].shape[1] // 4 :].mean() for c in cuts])
-    outer = np.mean([c[0][:, : c[0].shape[1] // 4].mean() for c in cuts])
+    inner = np.mean([c.values[:, -c.values.shape[1] // 4 :].mean() for c in cuts])
+    outer = np.mean([c.values[:, : c.values.shape[1] // 4].mean() for c in cuts])
     sign = 1.0 if inner >= outer else -1.0
     lines = []
-    for k in range(4):
-        found = _edge_line(cuts[k], sign, corners[k], corners[(k + 1) % 4], diagonal)
-        lines.append(found if found is not None else (corners[k], corners[(k + 1) % 4]))
+    for (start, end), cut in zip(segments, cuts, strict=True):
+        found = _edge_offsets(cut, sign, diagonal)  # the edge's offsets from the segment, inward
+        a, b = found if found is not None else (0.0, 0.0)
+        lines.append((start + a * cut.inward, end + b * cut.inward))
     snapped = np.array([_meet(lines[k - 1], lines[k]) for k in range(4)])
-    if not _convex(snapped):
+    if not geometry.is_convex(snapped):
         return corners
     if np.linalg.norm(snapped - corners, axis=1).max() > 2 * SEARCH * diagonal:
         return corners
     return snapped
 
 
-def _cuts(image: np.ndarray, start: np.ndarray, end: np.ndarray, diagonal: float):
-    """(values (EDGE_SAMPLES, D) sampled across the segment start -> end from outside to inside,
-    offsets (D,) in pixels, t (EDGE_SAMPLES,) along it, in-image mask (EDGE_SAMPLES, D)), or None
-    for a segment too short to search."""
-    length = float(np.linalg.norm(end - start))
-    if length < 8:
-        return None
-    along = (end - start) / length
+class _Cuts(NamedTuple):
+    values: np.ndarray  # (EDGE_SAMPLES, D) grey values across the edge, from outside to inside
+    d: np.ndarray  # (D,) their offsets from the segment along `inward`, pixels
+    t: np.ndarray  # (EDGE_SAMPLES,) where each cut crosses the segment: 0 start, 1 end
+    inside: np.ndarray  # (EDGE_SAMPLES, D) whether the sample lies in the image
+    inward: np.ndarray  # (2,) unit normal of the segment, pointing into the page
+
+
+def _cuts(image: np.ndarray, start: np.ndarray, end: np.ndarray, diagonal: float) -> _Cuts:
+    along = (end - start) / float(np.linalg.norm(end - start))
     inward = np.array([-along[1], along[0]])  # TL, TR, BR, BL run clockwise on screen (y down)
     reach = max(4, int(SEARCH * diagonal)) + max(2, int(STEP_WIDTH * diagonal))
     t = np.linspace(0.06, 0.94, EDGE_SAMPLES)
@@ -109,38 +114,29 @@ def _cuts(image: np.ndarray, start: np.ndarray, end: np.ndarray, diagonal: float
     h, w = image.shape
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
     values = cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return values, d, t, inside
+    return _Cuts(values, d, t, inside, inward)
 
 
-def _edge_line(cuts, sign: float, start, end, diagonal: float):
-    """Two points on the page's edge near the segment start -> end, or None where the cuts find no
-    edge that enough of them agree on. sign: 1 for paper lighter than its background, -1 darker."""
-    values, d, t, inside = cuts
+def _edge_offsets(cuts: _Cuts, sign: float, diagonal: float) -> tuple[float, float] | None:
+    """The page edge's offsets along `inward` at the segment's start and end, or None where the
+    cuts find no edge that enough of them agree on. sign: 1 for paper lighter than its
+    background, -1 darker (the values are flipped so that paper is always the high side)."""
+    values, d, t, inside = sign * cuts.values, cuts.d, cuts.t, cuts.inside
     half = max(2, int(STEP_WIDTH * diagonal))
-    rows = np.arange(len(t))
     centre = np.arange(half, len(d) - half)
     total = np.concatenate([np.zeros((len(t), 1), np.float32), np.cumsum(values, axis=1)], axis=1)
     outside = (total[:, centre] - total[:, centre - half]) / half
-    # The page side of an edge is clean paper for a while (the margin): its darkest value (lightest
-    # for a dark page) must still clear the outside. A text line or a rule has ink just inside it.
-    inward = (total[:, centre + half] - total[:, centre]) / half
+    within = (total[:, centre + half] - total[:, centre]) / half
+    # The page side of an edge is clean paper for a while (the margin): its darkest value must
+    # still clear the outside. A text line or a rule has ink just inside it. The first `gap`
+    # pixels are skipped: the edge itself is blurred by the resize.
+    gap = 2
     kernel = np.ones((1, max(2, int(MARGIN * diagonal))), np.uint8)
-    gap = 2  # pixels: the edge itself is blurred by the resize
-    if sign > 0:
-        clean = cv2.erode(values, kernel, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-        response, margin = (
-            inward - outside,
-            clean[:, np.minimum(centre + gap, len(d) - 1)] - outside,
-        )
-    else:
-        clean = cv2.dilate(values, kernel, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-        response, margin = (
-            outside - inward,
-            outside - clean[:, np.minimum(centre + gap, len(d) - 1)],
-        )
-    response = np.where(margin > MIN_CONTRAST, response, 0.0)
+    clean = cv2.erode(values, kernel, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    margin = clean[:, np.minimum(centre + gap, len(d) - 1)] - outside
+    response = np.where(margin > MIN_CONTRAST, within - outside, 0.0)
     at = response.argmax(axis=1)
-    strength = response[rows, at]
+    strength = response[np.arange(len(t)), at]
     offset = d[centre][at] - 0.5  # the step lies between the sample before `at` and `at`
     usable = inside[:, centre].any(axis=1)
     keep = usable & (strength > MIN_CONTRAST)
@@ -148,9 +144,7 @@ def _edge_line(cuts, sign: float, start, end, diagonal: float):
     if fit is None or fit[2] < MIN_AGREE * max(1, usable.sum()):
         return None
     a, b = fit[0], fit[1]
-    length = float(np.linalg.norm(end - start))
-    inward = np.array([-(end - start)[1], (end - start)[0]]) / length
-    return start + a * inward, end + (a + b) * inward
+    return a, a + b
 
 
 def _robust_line(t: np.ndarray, offset: np.ndarray, strength: np.ndarray, tolerance: float):
@@ -180,14 +174,3 @@ def _meet(first, second) -> np.ndarray:
         return np.array([np.nan, np.nan])
     k = ((r[0] - p[0]) * v[1] - (r[1] - p[1]) * v[0]) / cross
     return p + k * u
-
-
-def _convex(quad: np.ndarray) -> bool:
-    if not np.isfinite(quad).all():
-        return False
-    edges = np.roll(quad, -1, axis=0) - quad
-    turns = (
-        edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1]
-        - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
-    )
-    return bool((turns > 0).all() or (turns < 0).all())

@@ -203,6 +203,18 @@ def corner_params(corners: np.ndarray, in_hw: Size) -> np.ndarray:
     return (quad - CORNERS).reshape(8)
 
 
+def is_convex(quad: np.ndarray) -> bool:
+    """Whether four (or more) points, in order, make a convex polygon (either winding); False for
+    non-finite points."""
+    quad = np.asarray(quad, dtype=np.float64)
+    if not np.isfinite(quad).all():
+        return False
+    edges = np.roll(quad, -1, axis=0) - quad
+    following = np.roll(edges, -1, axis=0)
+    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
+    return bool(np.all(cross > 0) or np.all(cross < 0))
+
+
 def apply_matrix(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64)
     h = np.hstack([pts, np.ones((len(pts), 1))]) @ m.T

@@ -70,12 +70,22 @@ def rotation_item(ink, other, rng, size: int, max_rotation: float, fill: int):
 
 def projective_item(ink, other, rng, size: int, max_rotation: float, max_corner: float):
     """(localiser input HxWx1, params) for a page photographed on a background."""
-    canvas_hw = synth.canvas_size(rng, size * rng.uniform(1.3, 2.2))
+    long_side = size * rng.uniform(1.3, 2.2)
+    photo, quad = photograph(ink, other, rng, long_side, max_rotation, max_corner)
+    params = synth.quad_params(quad, photo.shape[:2])
+    return localiser_input(photo[:, :, None], size, "stretch"), params
+
+
+def photograph(ink, other, rng, long_side: float, max_rotation: float, max_corner: float):
+    """(grey photo HxW of about `long_side` px on its longer side, true page corners 4x2 in its
+    pixels): a bank page with paper, ink and scan artefacts, on a background, under a random
+    homography, lit unevenly and through a camera."""
+    canvas_hw = synth.canvas_size(rng, long_side)
     page = coloured_page(ink, rng, max(canvas_hw) * 0.9, other)
     canvas = synth.background(rng, canvas_hw, other if rng.random() < 0.5 else None)
     quad = synth.random_quad(rng, page.shape[:2], canvas_hw, max_corner, max_rotation)
     photo = degrade.camera(degrade.lighting(synth.place_page(page, canvas, quad), rng), rng)
-    return localiser_input(photo[:, :, None], size, "stretch"), synth.quad_params(quad, canvas_hw)
+    return photo, quad
 
 
 class DocumentDataset(Dataset):

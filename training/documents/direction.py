@@ -130,6 +130,12 @@ class FrontPages(torch.utils.data.Dataset):
         return profiles[0].half(), (base[0] * truth).sum(), reader_vote[0]
 
 
+def axis_found(agree: torch.Tensor) -> torch.Tensor:
+    """Pages whose base orientation lies along the truth's axis (right, or a half turn off): the
+    only ones where which way up is the question."""
+    return agree.abs() > 0.7
+
+
 def make_cache(snap, pages, count: int, seed: int, workers: int) -> dict[str, torch.Tensor]:
     from tqdm import tqdm
 
@@ -156,13 +162,12 @@ def train_direction(
     lr: float = 2e-3,
     seed: int = 0,
 ) -> list[float]:
-    """Fit `net` on the cached pages whose axis was found (|agree| > 0.7). Each step reads a few
-    random strips of each page: the page's vote is a mean over strips, so that is an unbiased,
-    cheaper estimate of it."""
+    """Fit `net` on the cached pages whose axis was found. Each step reads a few random strips of
+    each page: the page's vote is a mean over strips, so that is an unbiased, cheaper estimate."""
     from tqdm import tqdm
 
     generator = torch.Generator().manual_seed(seed)
-    usable = torch.nonzero(cache["agree"].abs() > 0.7)[:, 0]
+    usable = torch.nonzero(axis_found(cache["agree"]))[:, 0]
     label = (cache["agree"] > 0).float()
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     losses = []
@@ -189,7 +194,7 @@ def votes(net: ProfileDirection, profiles: torch.Tensor, chunk: int = 256) -> to
 def choose_reader_weight(vote: torch.Tensor, reader_vote: torch.Tensor, agree: torch.Tensor):
     """The weight w of the cascade's vote in `vote + w * reader_vote` that fits held-out pages best
     (log-likelihood; the pages whose axis was found). Returns (w, accuracy with w, table)."""
-    usable = agree.abs() > 0.7
+    usable = axis_found(agree)
     label = (agree[usable] > 0).float()
     table = []
     for w in np.arange(0.0, 8.01, 0.25):
@@ -246,7 +251,7 @@ def run(args) -> None:
         "direction_val_accuracy_alone": alone,
         "direction_val_accuracy": accuracy,
         "reader_weight": weight,
-        "axis_found_val": float((val["agree"].abs() > 0.7).float().mean()),
+        "axis_found_val": float(axis_found(val["agree"]).float().mean()),
         "direction_minutes": (time.time() - started) / 60,
     }
     save_snap(snap, state, args.output, direction={**vars(args), **metrics})

@@ -125,18 +125,9 @@ def random_quad(
         # Keep the page mostly in view and convex (a photo always shows most of the page).
         margin = -0.03 * np.array([cw, ch])
         inside = np.all(quad >= margin) and np.all(quad <= np.array([cw, ch]) - 1 - margin)
-        if inside and _convex(quad):
+        if inside and geometry.is_convex(quad):
             return quad
     raise RuntimeError("could not place the page on the canvas; lower max_corner or max_rotation")
-
-
-def _convex(quad: np.ndarray) -> bool:
-    edges = np.roll(quad, -1, axis=0) - quad
-    cross = (
-        edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1]
-        - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
-    )
-    return bool(np.all(cross > 0) or np.all(cross < 0))
 
 
 def place_page(page: np.ndarray, canvas: np.ndarray, quad: np.ndarray) -> np.ndarray:
