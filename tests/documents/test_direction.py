@@ -13,6 +13,7 @@ from training.documents.direction import (
     votes,
 )
 from training.documents.layout import render_page
+from training.documents.skew import page_ink
 from training.preprocess import localiser_input
 
 
@@ -41,13 +42,13 @@ def test_profiles_of_a_page_turned_by_a_half_turn_are_the_page_read_the_other_wa
     x = torch.from_numpy(localiser_input(page[:, :, None], 192, "letterbox", 0)).float()
     x = x.permute(2, 0, 1)[None] / 127.5 - 1.0
     turned = x.flip(2, 3)  # the page turned by 180 degrees
-    upright = line_profiles(x, torch.tensor([[1.0, 0.0]]), -1.0)
-    undone = line_profiles(turned, torch.tensor([[-1.0, 0.0]]), -1.0)
+    upright = line_profiles(page_ink(x, -1.0), torch.tensor([[1.0, 0.0]]))
+    undone = line_profiles(page_ink(turned, -1.0), torch.tensor([[-1.0, 0.0]]))
     assert upright.shape == (1, STRIPS, 192)
     assert upright.sum() > 0
     assert torch.allclose(upright, undone, atol=1e-4)
     # Left as it is, the turned page gives each strip's profile reversed, strips in reverse order.
-    as_is = line_profiles(turned, torch.tensor([[1.0, 0.0]]), -1.0)
+    as_is = line_profiles(page_ink(turned, -1.0), torch.tensor([[1.0, 0.0]]))
     assert torch.allclose(as_is, upright.flip(1, 2), atol=1e-4)
 
 

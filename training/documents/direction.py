@@ -34,38 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.documents.skew import coords, max_pool_square, rotation_grid, stroke_contrast
+from training.documents.skew import turned_rows
 
 STRIPS = 16  # vertical strips per page: each one column or less of a multi-column page
 WIDTH = 16  # channels of the 1-D net
-ALONG = 4  # the profiles sample one point in this many along the lines
 
 
-def line_profiles(x: torch.Tensor, pair: torch.Tensor, fill_value: float) -> torch.Tensor:
-    """Images (N, 1, S, S), normalised, and (N, 2) cos, sin -> (N, STRIPS, S): the page turned by
-    the inverse of `pair` (so that its lines run along the rows), then the ink of each row of each
-    strip (the mean over the strip's S / STRIPS columns)."""
-    size = int(x.shape[-1])  # a Python int: export needs a fixed pooling window
-    one = x[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0  # grids tied to the input: not folded by export
-    ink = stroke_contrast(x[:, :1]) * away_from_padding(x[:, :1], fill_value)
-    # Every row but only every ALONG-th column: a strip's mean needs no more, and this resampling
-    # was the most costly op of the whole model at full density.
-    rows = coords(size).to(x.device) * one
-    grid = rotation_grid(pair[:, 0], pair[:, 1], coords(size // ALONG).to(x.device) * one, rows)
-    straight = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return F.avg_pool2d(straight, (1, size // ALONG // STRIPS))[:, 0].transpose(1, 2)
+def line_profiles(ink: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """Ink (N, 1, S, S) from skew.page_ink and (N, 2) cos, sin -> (N, STRIPS, S): the page turned
+    by the inverse of `pair` (so that its lines run along the rows), then the ink of each row of
+    each strip."""
+    return strip_profiles(turned_rows(ink, pair))
 
 
-def away_from_padding(x: torch.Tensor, fill_value: float, pool: int = 4) -> torch.Tensor:
-    """(N, 1, S, S) -> 1 where the page is, 0 on and near the letterbox padding (areas of exactly
-    `fill_value`, not thin strokes of that value). Found on a copy `pool` times smaller and spread
-    back by Expand: at full size the max pools cost more than the rest of the reader."""
-    n, _, size, _ = x.shape
-    side = int(size) // pool
-    pad = ((fill_value + 1e-3 - F.avg_pool2d(x, pool)) * 1000.0).clamp(0.0, 1.0)
-    pad = max_pool_square(-max_pool_square(-pad, 3), 5)
-    pad = pad[:, :, :, None, :, None].expand(n, 1, side, pool, side, pool)
-    return 1.0 - pad.reshape(n, 1, side * pool, side * pool)
+def strip_profiles(rows: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, W) from skew.turned_rows -> (N, STRIPS, S): the mean of each row of each strip."""
+    width = int(rows.shape[-1])  # a Python int: export needs a fixed pooling window
+    return F.avg_pool2d(rows, (1, width // STRIPS))[:, 0].transpose(1, 2)
 
 
 class ProfileDirection(nn.Module):
@@ -124,8 +109,7 @@ class FrontPages(torch.utils.data.Dataset):
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).float()
         x = x / 127.5 - 1.0
         with torch.no_grad():
-            base, reader_vote = self.snap.front(x)
-            profiles = line_profiles(x, base, self.snap.fill_value)
+            base, reader_vote, profiles = self.snap.front(x)
         truth = torch.tensor(np.asarray(params[:2], dtype=np.float32))
         return profiles[0].half(), (base[0] * truth).sum(), reader_vote[0]
 

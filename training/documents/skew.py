@@ -8,8 +8,9 @@ convolutions; no weights, no data-dependent control flow and no ArgMax or Atan (
 means instead), so it exports to ONNX.
 
 The profiles also tell which axis the lines lie on once the skew is undone. `SnapRotation` takes
-the remaining half turn (read from the page) from a learned cascade and the precise skew and axis
-from the profiles, and composes them: one (cos, sin), the original warped once.
+the skew and axis from the profiles (ProfileSkew on a half-size copy, then SkewRefine at full size)
+and the remaining half turn from two readers of the page (direction.py's line reader and a learned
+cascade), and composes them: one (cos, sin), the original warped once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FINE_LEVELS = (
     (4.0, 0.5),
     (0.5, 0.05),
 )  # (half span, step) in degrees around the last estimate
+REFINE = (1.0, 0.1)  # (half span, step) in degrees of SkewRefine's level on the full-size page
+ALONG = 4  # full-size turned copies sample every row but one point in ALONG along the lines
 SHARPNESS = 8.0  # softmax temperature on the z-scored profile scores
 
 
@@ -80,15 +83,16 @@ class ProfileSkew(nn.Module):
     Coarse: 15 candidate angles (6-degree steps) on a quarter-size copy. Fine: the page is
     de-rotated once by the estimate and small turns are tried as shears of copies squashed along
     the lines (rows averaged over POOL columns for the row profile, and the other way round):
-    +-4 degrees in 0.5-degree steps, then +-0.5 in 0.05. A shear of a squashed copy is a fixed
-    shift of each strip, so each level is one grouped 1-D convolution with constant weights.
-    `measure` also says which axis the lines lie on.
+    by default +-4 degrees in 0.5-degree steps, then +-0.5 in 0.05 (`levels`). A shear of a
+    squashed copy is a fixed shift of each strip, so each level is one grouped 1-D convolution
+    with constant weights. `measure` also says which axis the lines lie on.
     """
 
     POOL = 16
 
-    def __init__(self, size: int, fill_value: float = -1.0):
+    def __init__(self, size: int, fill_value: float = -1.0, levels=FINE_LEVELS):
         super().__init__()
+        self.levels = len(levels)
         if size % (2 * self.POOL):
             raise ValueError(f"input size must be a multiple of {2 * self.POOL}, got {size}")
         self.size = size
@@ -102,7 +106,7 @@ class ProfileSkew(nn.Module):
         self.register_buffer("xs_full", coords(size), False)
         self.register_buffer("xs_coarse", coords(size // COARSE_POOL), False)
         self.register_buffer("xs_narrow", coords(size // self.POOL), False)
-        for i, (span, step) in enumerate(FINE_LEVELS):
+        for i, (span, step) in enumerate(levels):
             offsets = torch.deg2rad(torch.arange(-span, span + step / 2, step))
             self.register_buffer(f"offsets{i}", offsets, False)
             # Rows of the squashed copy are shifted by -d x (pixels) for each candidate shear d,
@@ -123,15 +127,6 @@ class ProfileSkew(nn.Module):
         return F.grid_sample(
             stack, tiled, mode="nearest", padding_mode="zeros", align_corners=False
         )
-
-    @staticmethod
-    def _weights(score: torch.Tensor) -> torch.Tensor:
-        """Softmax over z-scored candidates, written out: z is bounded by sqrt(K), so exp cannot
-        overflow, and Softmax, ReduceProd (std) and ReduceMax have no CUDA kernel in the list."""
-        centred = score - score.mean(1, keepdim=True)
-        z = centred / ((centred * centred).mean(1, keepdim=True).sqrt() + 1e-6)
-        e = torch.exp(SHARPNESS * z)
-        return e / e.sum(1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.measure(x)[0]
@@ -154,7 +149,7 @@ class ProfileSkew(nn.Module):
         k = self.coarse_cos.shape[0]
         score = turned.sum(-1).reshape(n, k, -1).square().mean(-1)
         score = score + turned.sum(-2).reshape(n, k, -1).square().mean(-1)
-        estimate = half_angle(half_angle(unit(self._weights(score) @ self.coarse_pairs4)))
+        estimate = half_angle(half_angle(unit(candidate_weights(score) @ self.coarse_pairs4)))
         # Fine: one de-rotation by the coarse estimate, then small turns d as shears of copies
         # squashed along the lines (rows averaged over POOL columns for the row profile, and the
         # other way round). A shear keeps lines straight, so it finds their slope exactly.
@@ -169,29 +164,18 @@ class ProfileSkew(nn.Module):
         cols0 = F.avg_pool2d(straight, (self.POOL, 1))  # (N, 1, J, S)
         rows, cols = rows0, cols0
         delta = estimate[:, 0] * 0.0
-        for i in range(len(FINE_LEVELS)):
+        for i in range(self.levels):
             offsets = getattr(self, f"offsets{i}")
             if i:  # shear by what the earlier levels found (per image, so by grid_sample)
                 rows, cols = self._shear(rows0, cols0, delta, full, narrow)
-            score = self._profiles(rows[:, 0].transpose(1, 2), getattr(self, f"row_bank{i}"))
-            score = score + self._profiles(cols[:, 0], getattr(self, f"col_bank{i}"))
-            delta = delta + self._weights(score) @ offsets
+            score = profile_scores(rows[:, 0].transpose(1, 2), getattr(self, f"row_bank{i}"))
+            score = score + profile_scores(cols[:, 0], getattr(self, f"col_bank{i}"))
+            delta = delta + candidate_weights(score) @ offsets
         rows, cols = self._shear(rows0, cols0, delta, full, narrow)
         across_rows = rows.sum(-1).reshape(n, -1)  # the row profile: one value per row
         across_cols = cols.sum(-2).reshape(n, -1)
         along = (jumps(across_cols) < jumps(across_rows)).float()
-        # delta is under 5 degrees: cos and sin by their series (no Cos/Sin op needed).
-        skew = multiply(estimate, unit(torch.stack([1.0 - delta * delta / 2.0, delta], 1)))
-        return skew, along
-
-    @staticmethod
-    def _profiles(lines: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-        """Squashed copies (N, J, S) and a shift bank (J*K, 1, taps) -> (N, K) profile scores:
-        each of the J strips shifted by the K candidates' amounts, summed into K profiles."""
-        n, j = lines.shape[0], lines.shape[1]
-        shifted = F.conv1d(lines, bank, padding=bank.shape[-1] // 2, groups=j)
-        profiles = shifted.reshape(n, j, -1, lines.shape[2]).sum(1)
-        return profiles.square().mean(-1)
+        return multiply(estimate, small_turn(delta)), along
 
     @staticmethod
     def _shear(rows, cols, delta, full, narrow):
@@ -216,6 +200,29 @@ class ProfileSkew(nn.Module):
         return F.grid_sample(rows, row_grid, **kw), F.grid_sample(cols, col_grid, **kw)
 
 
+def profile_scores(lines: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Squashed copies (N, J, S) and a shift bank (J*K, 1, taps) -> (N, K) profile scores: each
+    of the J strips shifted by the K candidates' amounts, summed into K profiles."""
+    n, j = lines.shape[0], lines.shape[1]
+    shifted = F.conv1d(lines, bank, padding=bank.shape[-1] // 2, groups=j)
+    profiles = shifted.reshape(n, j, -1, lines.shape[2]).sum(1)
+    return profiles.square().mean(-1)
+
+
+def candidate_weights(score: torch.Tensor) -> torch.Tensor:
+    """Softmax over z-scored candidates (N, K), written out: z is bounded by sqrt(K), so exp
+    cannot overflow, and Softmax, ReduceProd (std) and ReduceMax have no CUDA kernel in the list."""
+    centred = score - score.mean(1, keepdim=True)
+    z = centred / ((centred * centred).mean(1, keepdim=True).sqrt() + 1e-6)
+    e = torch.exp(SHARPNESS * z)
+    return e / e.sum(1, keepdim=True)
+
+
+def small_turn(delta: torch.Tensor) -> torch.Tensor:
+    """(N,) angles in radians under 5 degrees -> (N, 2) cos, sin by their series (no Cos, Sin)."""
+    return unit(torch.stack([1.0 - delta * delta / 2.0, delta], 1))
+
+
 def ink_map(x: torch.Tensor, disc: torch.Tensor, fill_value: float) -> torch.Tensor:
     """Local contrast (strokes, not paper or shading), zero near the letterbox padding and where
     `disc` is 0 (rotating a disc crops nothing)."""
@@ -225,6 +232,36 @@ def ink_map(x: torch.Tensor, disc: torch.Tensor, fill_value: float) -> torch.Ten
     pad = -max_pool_square(-pad, 5)
     pad = max_pool_square(pad, 13)
     return stroke_contrast(x) * (1.0 - pad) * disc
+
+
+def page_ink(x: torch.Tensor, fill_value: float) -> torch.Tensor:
+    """Images (N, 1, S, S), normalised -> stroke contrast, zero on and near the letterbox padding:
+    ink_map's work with a cheaper mask (away_from_padding), for the full-size input."""
+    return stroke_contrast(x) * away_from_padding(x, fill_value)
+
+
+def away_from_padding(x: torch.Tensor, fill_value: float, pool: int = 4) -> torch.Tensor:
+    """(N, 1, S, S) -> 1 where the page is, 0 on and near the letterbox padding (areas of exactly
+    `fill_value`, not thin strokes of that value). Found on a copy `pool` times smaller and spread
+    back by Expand: at full size the max pools cost more than the rest of the full-size work."""
+    n, _, size, _ = x.shape
+    side = int(size) // pool
+    pad = ((fill_value + 1e-3 - F.avg_pool2d(x, pool)) * 1000.0).clamp(0.0, 1.0)
+    pad = max_pool_square(-max_pool_square(-pad, 3), 5)
+    pad = pad[:, :, :, None, :, None].expand(n, 1, side, pool, side, pool)
+    return 1.0 - pad.reshape(n, 1, side * pool, side * pool)
+
+
+def turned_rows(ink: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """Ink (N, 1, S, S) and (N, 2) cos, sin -> (N, 1, S, S / ALONG): the page turned by the inverse
+    of `pair` (so that its lines run along the rows), every row but only every ALONG-th column.
+    Means over strips of the rows need no more, and this resampling is the costliest op of the
+    model: done once, for the skew's last level and the direction reader both."""
+    size = int(ink.shape[-1])
+    one = ink[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0  # grids tied to the input: not folded by export
+    rows = coords(size).to(ink.device) * one
+    grid = rotation_grid(pair[:, 0], pair[:, 1], coords(size // ALONG).to(ink.device) * one, rows)
+    return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def stroke_contrast(x: torch.Tensor) -> torch.Tensor:
@@ -263,12 +300,39 @@ def max_pool_square(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.max_pool2d(x, (k, 1), 1, (k // 2, 0))
 
 
+class SkewRefine(nn.Module):
+    """(rows (N, 1, S, S / ALONG) from turned_rows, the pair that turned them) -> the pair refined
+    by one more level at full size.
+
+    Lines a few pixels high blur on a half-size copy, and the profile peaks with them. Here the
+    full-size rows, turned so that the lines run along them (upright or upside down: the axis is
+    known), are squashed into strips of `pool` pixels as in ProfileSkew, and small turns of
+    +-REFINE[0] degrees in REFINE[1] steps are tried as shears. Only the row profile is scored:
+    the column profile halves the noise a little more but costs a second full-size resampling.
+    """
+
+    POOL = 32  # strip width, pixels: 16 and 64 did no better on synthetic pages
+
+    def __init__(self, size: int, span: float = REFINE[0], step: float = REFINE[1], pool=POOL):
+        super().__init__()
+        self.pool = pool
+        offsets = torch.deg2rad(torch.arange(-span, span + step / 2, step))
+        self.register_buffer("offsets", offsets, False)
+        self.register_buffer("bank", shift_bank(-offsets, size, pool), False)
+
+    def forward(self, rows: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        strips = F.avg_pool2d(rows, (1, self.pool // ALONG))[:, 0].transpose(1, 2)
+        score = profile_scores(strips, self.bank)
+        return multiply(pair, small_turn(candidate_weights(score) @ self.offsets))
+
+
 class SnapRotation(nn.Module):
     """The whole-circle rotation localiser: precise skew and axis, then which way up.
 
-    - The profile skew (ProfileSkew, on a half-size copy) gives the skew modulo 90 degrees to
-      about a tenth of a degree and which axis the lines lie on: the page is `base` or `base`
-      turned by a half turn, with `base` the skew times (1, 0) (lines along the rows) or (0, 1).
+    - The profile skew (ProfileSkew, one level on a half-size copy, then SkewRefine at full size)
+      gives the skew modulo 90 degrees to a few hundredths of a degree and which axis the lines
+      lie on: the page is `base` or `base` turned by a half turn, with `base` the skew times
+      (1, 0) (lines along the rows) or (0, 1).
     - Which of the two: the sum of two votes, the line-profile reader (direction.ProfileDirection,
       on the full-size input: the shapes of the text lines) and, weighted by `reader_weight`, a
       learned cascade (model.Cascade on a sixth-size copy, the whole circle to some degrees: the
@@ -286,24 +350,29 @@ class SnapRotation(nn.Module):
                 f"input size must be a multiple of 192 for the rotation model, got {size}"
             )
         self.size, self.fill_value = size, fill_value
-        self.skew = ProfileSkew(size // 2, fill_value)
+        self.skew = ProfileSkew(size // 2, fill_value, levels=FINE_LEVELS[:1])
+        self.refine = SkewRefine(size)
         self.reader = Cascade("rotation", channels, size // 6, hidden)
         self.direction = ProfileDirection(size)
         self.register_buffer("reader_weight", torch.ones(()))
 
-    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(base (N, 2), the cascade's vote (N,)): the parts that the direction reader's training
-        treats as fixed."""
+    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(base (N, 2), the cascade's vote (N,), the direction reader's line profiles): the parts
+        that the direction reader's training treats as fixed. The profiles come from the rows
+        turned by the half-size estimate, which is within a degree of `base`: over a strip's
+        width that moves a line by under a pixel."""
+        from training.documents.direction import strip_profiles
+
         skew, along = self.skew.measure(F.avg_pool2d(x[:, :1], 2))
-        base = multiply(skew, torch.stack([along, 1.0 - along], 1))
-        rough = unit(self.reader(F.avg_pool2d(x, 6)), 1e-6)
-        return base, (rough * base).sum(1)
+        rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
+        rows = turned_rows(page_ink(x[:, :1], self.fill_value), rough)
+        base = self.refine(rows, rough)
+        cascade = unit(self.reader(F.avg_pool2d(x, 6)), 1e-6)
+        return base, (cascade * base).sum(1), strip_profiles(rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from training.documents.direction import line_profiles
-
-        base, reader_vote = self.front(x)
-        vote = self.direction(line_profiles(x, base, self.fill_value))
+        base, reader_vote, profiles = self.front(x)
+        vote = self.direction(profiles)
         vote = vote + self.reader_weight * reader_vote
         one = torch.ones_like(vote)
         return base * torch.where(vote < 0, -one, one)[:, None]
