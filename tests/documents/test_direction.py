@@ -86,7 +86,7 @@ def test_reader_weight_is_chosen_where_the_cascade_helps():
     assert math.isclose(next(row[2] for row in table if row[0] == 0.0), 0.75)
 
 
-def test_graft_reads_the_cascade_back_from_an_exported_model(tmp_path):
+def test_graft_reads_the_readers_back_from_an_exported_model(tmp_path):
     import dataclasses
 
     from training.build import build_model
@@ -109,6 +109,10 @@ def test_graft_reads_the_cascade_back_from_an_exported_model(tmp_path):
     snap, _ = load_snap(graft(tmp_path / "ckpt.pt", tmp_path / "snap.pt"))
     assert snap.size == 384
     stn = build_model(model_config_from_dict(torch.load(tmp_path / "snap.pt")["model_config"]))
+    # Fitted-looking readers, so that the export's check against PyTorch covers all three votes.
+    torch.nn.init.normal_(snap.direction.net[-1].weight)
+    torch.nn.init.normal_(snap.layout.head.weight, std=0.1)
+    snap.layout_weight.fill_(0.7)
     stn.localiser.load_state_dict(snap.state_dict())
     export_model(stn, tmp_path / "doc.onnx")
     again, _ = load_snap(graft(tmp_path / "doc.onnx", tmp_path / "again.pt"))
@@ -117,3 +121,5 @@ def test_graft_reads_the_cascade_back_from_an_exported_model(tmp_path):
         want = cascade.localiser.eval()(x)
         assert torch.allclose(snap.reader(x), want, atol=1e-5)
         assert torch.allclose(again.reader(x), want, atol=1e-4)
+        profiles = torch.rand(2, STRIPS, 384)
+        assert torch.allclose(again.direction(profiles), snap.direction(profiles), atol=1e-5)

@@ -89,8 +89,9 @@ class FrontPages(torch.utils.data.Dataset):
     """Synthetic pages through a SnapRotation's fixed front: item i is drawn from (seed, i) alone.
 
     Each item: profiles (STRIPS, S) as float16, `agree` (the cosine between the truth and the base
-    orientation: positive where the base is right, near +-1 where the axis is right) and the
-    learned cascade's vote (the cosine between its estimate and the base)."""
+    orientation: positive where the base is right, near +-1 where the axis is right), the
+    learned cascade's vote (the cosine between its estimate and the base) and the page the layout
+    reader sees (1, S / 4, S / 4) as float16."""
 
     def __init__(self, snap, pages: list[np.ndarray], count: int, seed: int):
         self.snap, self.pages, self.count, self.seed = snap, pages, count, seed
@@ -98,7 +99,7 @@ class FrontPages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         from training.documents.dataset import rotation_item
 
         rng = np.random.default_rng([self.seed, index])
@@ -109,9 +110,9 @@ class FrontPages(torch.utils.data.Dataset):
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).float()
         x = x / 127.5 - 1.0
         with torch.no_grad():
-            base, reader_vote, profiles = self.snap.front(x)
+            base, reader_vote, profiles, page = self.snap.front(x)
         truth = torch.tensor(np.asarray(params[:2], dtype=np.float32))
-        return profiles[0].half(), (base[0] * truth).sum(), reader_vote[0]
+        return profiles[0].half(), (base[0] * truth).sum(), reader_vote[0], page[0].half()
 
 
 def axis_found(agree: torch.Tensor) -> torch.Tensor:
@@ -129,12 +130,12 @@ def make_cache(snap, pages, count: int, seed: int, workers: int) -> dict[str, to
         num_workers=workers,
         worker_init_fn=lambda _: torch.set_num_threads(1),
     )
-    parts: list[list[torch.Tensor]] = [[], [], []]
+    keys = ("profiles", "agree", "reader_vote", "page")
+    parts: list[list[torch.Tensor]] = [[] for _ in keys]
     for batch in tqdm(loader, desc=f"pages (seed {seed})", unit="batch"):
         for part, value in zip(parts, batch, strict=True):
             part.append(value)
-    profiles, agree, reader_vote = (torch.cat(p) for p in parts)
-    return {"profiles": profiles, "agree": agree, "reader_vote": reader_vote}
+    return {key: torch.cat(part) for key, part in zip(keys, parts, strict=True)}
 
 
 def train_direction(

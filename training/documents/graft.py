@@ -10,8 +10,9 @@ line-profile direction reader starts untrained (training.documents.direction fit
 
 The source may also be an exported doc-rotation ONNX file: its cascade weights are read back
 (ONNX export folds each BatchNorm into the convolution before it, so the batch norms come back as
-identities carrying the folded bias). That keeps the shipped cascade reusable without its
-training run's checkpoint.
+identities carrying the folded bias), and so are its line reader's, where it has one. That keeps
+the shipped readers reusable without their training runs' checkpoints. The weights of the votes
+are not read back: training.documents.layout_direction chooses them again.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from training.build import build_model
 from training.config import model_config_from_dict
 
 READER_PREFIX = "stn.localiser.reader."
+DIRECTION_PREFIX = "stn.localiser.direction."
 
 
 def graft(source: str | Path, output: str | Path) -> Path:
     if str(source).endswith(".onnx"):
-        cfg, weights, extra = _from_onnx(Path(source))
+        cfg, weights, direction, extra = _from_onnx(Path(source))
     else:
         state = torch.load(source, map_location="cpu", weights_only=False)
         cfg = model_config_from_dict(state["model_config"])
@@ -40,9 +42,12 @@ def graft(source: str | Path, output: str | Path) -> Path:
         weights = {k.removeprefix("localiser."): v for k, v in state["model"].items()}
         extra = {k: state.get(k, {}) for k in ("train_config", "metrics")}
         extra["step"] = state.get("step", 0)
+        direction = {}
     snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
     model = build_model(snap_cfg)
     model.localiser.reader.load_state_dict(weights, strict=True)
+    if direction:
+        model.localiser.direction.load_state_dict(direction, strict=True)
     state = {"model_config": dataclasses.asdict(snap_cfg), "grafted_from": str(source), **extra}
     return save_snap(model.localiser, state, output)
 
@@ -67,17 +72,14 @@ def save_snap(snap, state: dict, output: str | Path, **extra) -> Path:
 
 def _from_onnx(path: Path):
     import onnx
-    from onnx import numpy_helper
 
     from training.documents.model import Cascade
     from training.export import read_metadata
 
     meta = read_metadata(path)
     graph = onnx.load(str(path)).graph
-    arrays = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    named = {
-        k.removeprefix(READER_PREFIX): v for k, v in arrays.items() if k.startswith(READER_PREFIX)
-    }
+    arrays = _prefixed(graph, "")
+    named = _prefixed(graph, READER_PREFIX)
     if not named:
         raise ValueError(f"{path}: no doc-rotation cascade weights ({READER_PREFIX}*) in the graph")
     hidden = named["coarse.fc.0.weight"].shape[0]
@@ -109,7 +111,19 @@ def _from_onnx(path: Path):
         weights[f"{norm}.running_var"] = torch.full_like(arrays[b], 1.0 - eps)
     fields = {"family": "rotation", "localiser": "doc", "input_size": size, "channels": 1}
     cfg = model_config_from_dict({**fields, "hidden": hidden, "letterbox_fill": 0})
-    return cfg, weights, {"read_back_from": meta.get("name", str(path))}
+    direction = _prefixed(graph, DIRECTION_PREFIX)
+    return cfg, weights, direction, {"read_back_from": meta.get("name", str(path))}
+
+
+def _prefixed(graph, prefix: str) -> dict[str, torch.Tensor]:
+    """The initialisers of an ONNX graph named `prefix`*, keyed by the rest of the name."""
+    from onnx import numpy_helper
+
+    return {
+        i.name.removeprefix(prefix): torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in graph.initializer
+        if i.name.startswith(prefix)
+    }
 
 
 def _fits(module: torch.nn.Module, weights: dict) -> bool:

@@ -343,6 +343,7 @@ class SnapRotation(nn.Module):
     def __init__(self, channels: int, size: int, hidden: int, fill_value: float):
         super().__init__()
         from training.documents.direction import ProfileDirection
+        from training.documents.layout_direction import LARGE, POOL_ROWS, LayoutDirection
         from training.documents.model import Cascade
 
         if size % 192:
@@ -354,26 +355,32 @@ class SnapRotation(nn.Module):
         self.refine = SkewRefine(size)
         self.reader = Cascade("rotation", channels, size // 6, hidden)
         self.direction = ProfileDirection(size)
+        self.layout = LayoutDirection(size // POOL_ROWS)
         self.register_buffer("reader_weight", torch.ones(()))
+        # The layout vote's weight and bound, chosen by layout_direction.py.
+        self.register_buffer("layout_weight", torch.zeros(()))
+        self.register_buffer("layout_clip", torch.full((), LARGE))
 
-    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(base (N, 2), the cascade's vote (N,), the direction reader's line profiles): the parts
-        that the direction reader's training treats as fixed. The profiles come from the rows
-        turned by the half-size estimate, which is within a degree of `base`: over a strip's
-        width that moves a line by under a pixel."""
+    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(base (N, 2), the cascade's vote (N,), the line reader's profiles, the layout reader's
+        page): the parts that the direction readers' training treats as fixed. The profiles and
+        the page come from the rows turned by the half-size estimate, which is within a degree of
+        `base`: over a strip's width that moves a line by under a pixel."""
         from training.documents.direction import strip_profiles
+        from training.documents.layout_direction import layout_page
 
         skew, along = self.skew.measure(F.avg_pool2d(x[:, :1], 2))
         rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
         rows = turned_rows(page_ink(x[:, :1], self.fill_value), rough)
         base = self.refine(rows, rough)
         cascade = unit(self.reader(F.avg_pool2d(x, 6)), 1e-6)
-        return base, (cascade * base).sum(1), strip_profiles(rows)
+        return base, (cascade * base).sum(1), strip_profiles(rows), layout_page(rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base, reader_vote, profiles = self.front(x)
-        vote = self.direction(profiles)
-        vote = vote + self.reader_weight * reader_vote
+        base, reader_vote, profiles, page = self.front(x)
+        vote = self.direction(profiles) + self.reader_weight * reader_vote
+        layout = self.layout(page).clamp(-self.layout_clip, self.layout_clip)
+        vote = vote + self.layout_weight * layout
         one = torch.ones_like(vote)
         return base * torch.where(vote < 0, -one, one)[:, None]
 
