@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> None:
     from training.documents.bank import load_bank
-    from training.documents.graft import load_snap, save_snap
+    from training.documents.graft import load_snap, save_fitted
 
     snap, state = load_snap(args.checkpoint)
     pages = load_bank(args.bank)
@@ -239,10 +238,7 @@ def run(args) -> None:
         "axis_found_val": float(axis_found(val["agree"]).float().mean()),
         "direction_minutes": (time.time() - started) / 60,
     }
-    save_snap(snap, state, args.output, direction={**vars(args), **metrics})
-    for key, value in metrics.items():
-        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    print(Path(args.output))
+    save_fitted(snap, state, args, "direction", metrics)
 
 
 if __name__ == "__main__":

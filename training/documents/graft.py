@@ -70,16 +70,27 @@ def save_snap(snap, state: dict, output: str | Path, **extra) -> Path:
     return output
 
 
+def save_fitted(snap, state: dict, args, section: str, metrics: dict) -> Path:
+    """save_snap with the fitting run's arguments and metrics kept under `section`, the metrics
+    printed, then the path."""
+    output = save_snap(snap, state, args.output, **{section: {**vars(args), **metrics}})
+    for key, value in metrics.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(output)
+    return output
+
+
 def _from_onnx(path: Path):
     import onnx
+    from onnx import numpy_helper
 
     from training.documents.model import Cascade
     from training.export import read_metadata
 
     meta = read_metadata(path)
     graph = onnx.load(str(path)).graph
-    arrays = _prefixed(graph, "")
-    named = _prefixed(graph, READER_PREFIX)
+    arrays = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    named = _prefixed(arrays, READER_PREFIX)
     if not named:
         raise ValueError(f"{path}: no doc-rotation cascade weights ({READER_PREFIX}*) in the graph")
     hidden = named["coarse.fc.0.weight"].shape[0]
@@ -111,19 +122,13 @@ def _from_onnx(path: Path):
         weights[f"{norm}.running_var"] = torch.full_like(arrays[b], 1.0 - eps)
     fields = {"family": "rotation", "localiser": "doc", "input_size": size, "channels": 1}
     cfg = model_config_from_dict({**fields, "hidden": hidden, "letterbox_fill": 0})
-    direction = _prefixed(graph, DIRECTION_PREFIX)
+    direction = _prefixed(arrays, DIRECTION_PREFIX)
     return cfg, weights, direction, {"read_back_from": meta.get("name", str(path))}
 
 
-def _prefixed(graph, prefix: str) -> dict[str, torch.Tensor]:
-    """The initialisers of an ONNX graph named `prefix`*, keyed by the rest of the name."""
-    from onnx import numpy_helper
-
-    return {
-        i.name.removeprefix(prefix): torch.from_numpy(numpy_helper.to_array(i).copy())
-        for i in graph.initializer
-        if i.name.startswith(prefix)
-    }
+def _prefixed(arrays: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The arrays named `prefix`*, keyed by the rest of the name."""
+    return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def _fits(module: torch.nn.Module, weights: dict) -> bool:

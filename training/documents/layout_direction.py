@@ -238,7 +238,7 @@ def cached(folder: str | None, name: str, make):
 
 def run(args) -> None:
     from training.documents.bank import load_bank
-    from training.documents.graft import load_snap, save_snap
+    from training.documents.graft import load_snap, save_fitted
 
     snap, state = load_snap(args.checkpoint)
     pages, val_pages = load_bank(args.bank), load_bank(args.val_bank)
@@ -267,10 +267,7 @@ def run(args) -> None:
         "axis_found_val": float(axis_found(val["agree"]).float().mean()),
         "layout_minutes": (time.time() - started) / 60,
     }
-    save_snap(snap, state, args.output, layout_direction={**vars(args), **metrics})
-    for key, value in metrics.items():
-        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    print(Path(args.output))
+    save_fitted(snap, state, args, "layout_direction", metrics)
 
 
 if __name__ == "__main__":
