@@ -51,6 +51,14 @@ def point_loss(family, theta_pred, theta_true, size: int) -> torch.Tensor:
     )
 
 
+def corner_loss(theta_pred, theta_true) -> torch.Tensor:
+    """Mean squared distance between predicted and true corners (projective theta is the four
+    corners' displacements): the four-point loss of DeTone et al., "Deep Image Homography
+    Estimation" (2016). The point loss would divide by each grid point's homogeneous coordinate,
+    which crosses zero when an early guess folds the quad over itself."""
+    return ((theta_pred - theta_true) ** 2).reshape(len(theta_pred), -1, 2).sum(-1).mean()
+
+
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
     loc = [p for n, p in model.named_parameters() if ".localiser." in f".{n}"]
     rest = [p for n, p in model.named_parameters() if ".localiser." not in f".{n}"]
@@ -85,9 +93,13 @@ def compute_loss(model, batch: dict, cfg: TrainConfig, device) -> tuple[torch.Te
         # Through forward() so that DistributedDataParallel sees the call and syncs gradients.
         _, theta = model(x)
         target = batch["params"].to(device)
-        loss = point_loss(
-            getattr(model, "module", model).family, theta, target, cfg.model.input_size
-        )
+        family, size = getattr(model, "module", model).family, cfg.model.input_size
+        if cfg.model.family == "projective":
+            loss = corner_loss(theta, target)
+            points = point_loss(family, theta.detach(), target, size)
+            stats = {"point_rmse": points.sqrt().item(), "corner_rmse": loss.detach().sqrt().item()}
+            return loss, stats
+        loss = point_loss(family, theta, target, size)
         stats = {"point_rmse": loss.detach().sqrt().item()}
         if cfg.model.family in ("rotation", "similarity"):
             err = torch.atan2(theta[:, 1], theta[:, 0]) - torch.atan2(target[:, 1], target[:, 0])
@@ -192,13 +204,21 @@ def train(cfg: TrainConfig) -> dict:
         unit="step",
         mininterval=0.2 if sys.stderr.isatty() else 10.0,
     )
-    t0, seen = time.perf_counter(), 0
+    t0, seen, skipped = time.perf_counter(), 0, 0
     while step < cfg.steps:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(step, cfg)
         batch = next(stream)
         loss, stats = compute_loss(model, batch, cfg, device)
         optimizer.zero_grad(set_to_none=True)
+        if not all_finite(loss, distributed):
+            # One degenerate batch (a projective guess folded over itself) must not poison the
+            # weights: its step is skipped and counted.
+            skipped += 1
+            bar.write(f"step {step}: loss is {loss.item()}, step skipped ({skipped} so far)")
+            step += 1
+            bar.update(1)
+            continue
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -220,6 +240,7 @@ def train(cfg: TrainConfig) -> dict:
                 "train_loss": loss.item(),
                 **stats,
                 **metrics,
+                "skipped_steps": skipped,
                 "elapsed_s": time.perf_counter() - t0,
             }
             log.write(json.dumps(record) + "\n")
@@ -236,6 +257,14 @@ def train(cfg: TrainConfig) -> dict:
     if distributed:
         torch.distributed.destroy_process_group()
     return metrics
+
+
+def all_finite(loss: torch.Tensor, distributed: bool) -> bool:
+    """Whether the loss is finite on every process (they must all skip a step, or none)."""
+    finite = torch.isfinite(loss.detach()).float()
+    if distributed:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):

@@ -95,3 +95,16 @@ def test_quad_params_rectify_the_page():
         photo, m, page.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     )
     assert np.abs(flat[3:-3, 3:-3].astype(float) - page[3:-3, 3:-3]).mean() < 15
+
+
+def test_scanned_sheet_frames_the_page_in_dark():
+    page = np.full((200, 150), 240, np.uint8)
+    scans = [synth.scanned_sheet(page, np.random.default_rng(seed)) for seed in range(20)]
+    again = synth.scanned_sheet(page, np.random.default_rng(3))
+    np.testing.assert_array_equal(scans[3], again)  # deterministic for a seed
+    for scan in scans:
+        h, w = scan.shape
+        assert h >= 200 and w >= 150 and (h, w) != (200, 150)  # a frame on at least one side
+        ring = np.concatenate([scan[0], scan[-1], scan[:, 0], scan[:, -1]])
+        assert (ring < 70).mean() > 0.2  # the lid shows along the scan's outline
+        assert (scan > 200).mean() > 0.5  # the sheet is still most of the scan

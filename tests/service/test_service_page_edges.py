@@ -13,13 +13,20 @@ from service.pipeline import AlignOptions, Pipeline
 from training import geometry
 
 
-def _photo(quad: np.ndarray, hw=(480, 640), paper=225, background=70, seed=0) -> np.ndarray:
+def _photo(
+    quad: np.ndarray, hw=(480, 640), paper=225, background=70, seed=0, frame=0
+) -> np.ndarray:
     """A grey page (with dark text lines, away from its edges) under the homography that takes its
-    corners (at pixel edges) to `quad`, on a noisy background."""
+    corners (at pixel edges) to `quad`, on a noisy background. frame: the width of a scanner's
+    dark frame around the sheet, inside the page's outline."""
     rng = np.random.default_rng(seed)
     page = np.full((400, 300), paper, np.float32)
     for y in range(60, 340, 18):  # text lines: strong steps inside the page, parallel to its edges
         page[y : y + 6, 40 : int(rng.integers(150, 260))] = 20
+    if frame:
+        border = np.full_like(page, 15)
+        border[frame:-frame, frame:-frame] = page[frame:-frame, frame:-frame]
+        page = border
     src = np.array([[-0.5, -0.5], [299.5, -0.5], [299.5, 399.5], [-0.5, 399.5]], np.float32)
     m = cv2.getPerspectiveTransform(src, quad.astype(np.float32))
     photo = rng.normal(background, 6, hw).astype(np.float32)
@@ -38,6 +45,23 @@ def test_snaps_rough_corners_to_the_page_edges(paper, background):
     found = snap_corners(photo, rough)
     assert np.abs(found - QUAD).max() < 0.4, found - QUAD  # a tenth of a pixel or two off
     assert np.abs(rough - QUAD).max() > 10  # the test starts far enough away to mean something
+
+
+def test_a_scanners_dark_frame_is_part_of_the_page():
+    # The sheet's own edge, inside the frame, is the stronger step (paper against near-black); a
+    # guess near the scan's outline keeps to the outline, the edge the model was trained to find.
+    photo = _photo(QUAD, background=150, frame=25)
+    rough = QUAD + np.random.default_rng(3).uniform(-8, 8, QUAD.shape)
+    found = snap_corners(photo, rough)
+    assert np.abs(found - QUAD).max() < 0.5, found - QUAD
+
+
+def test_a_straight_object_beside_the_page_is_not_its_edge():
+    photo = _photo(QUAD)
+    photo[:, 530:600] = 245  # a light ruler on the table, parallel to the page's right edge
+    rough = QUAD + np.random.default_rng(4).uniform(-15, 15, QUAD.shape)
+    found = snap_corners(photo, rough)
+    assert np.abs(found - QUAD).max() < 0.5, found - QUAD
 
 
 def test_keeps_the_corners_when_no_edge_is_seen():

@@ -131,3 +131,65 @@ def test_localiser_init_identity_or_random():
     cfg.localiser_init = "random"
     head = list(build_model(cfg).localiser.modules())[-1]
     assert head.weight.abs().sum() > 0
+
+
+def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
+    """The first batch's targets are NaN: its step is skipped and counted; the weights stay
+    finite."""
+    from training import data
+
+    def poisoned(cfg, split):
+        clean = data.DATASETS["shapes"](cfg, split)
+        calls = {"n": 0}
+
+        class Poisoned(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(clean)
+
+            def __getitem__(self, i):
+                item = dict(clean[i])
+                calls["n"] += 1
+                if split == "train" and calls["n"] <= 8:
+                    item["params"] = torch.full_like(item["params"], float("nan"))
+                return item
+
+        return Poisoned()
+
+    monkeypatch.setitem(data.DATASETS, "poisoned", poisoned)
+    cfg = load_config(
+        None,
+        [
+            "model.family=rotation",
+            "model.input_size=16",
+            "model.localiser=fc",
+            "data.dataset=poisoned",
+            "batch_size=8",
+            "steps=4",
+            "eval_every=4",
+            "num_workers=0",
+            "data.val_size=16",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    metrics = train(cfg)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["skipped_steps"] == 1 and record["step"] == 4
+    model, _ = load_checkpoint(tmp_path / "ckpt.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert torch.isfinite(torch.tensor(metrics["val_loss"]))
+
+
+def test_corner_loss_is_the_mean_squared_corner_distance_and_stays_finite():
+    from training.families import build_family
+    from training.geometry import CORNERS
+    from training.train import corner_loss
+
+    target = torch.zeros(2, 8)
+    shifted = target.clone()
+    shifted[0, 0], shifted[1, 7] = 0.2, -0.4  # one corner of each moved by 0.2 and 0.4
+    assert corner_loss(shifted, target).item() == pytest.approx((0.04 + 0.16) / 8)
+    # All four corners on one point: the point loss divides by zero, the corner loss does not.
+    collapsed = (-torch.from_numpy(CORNERS).float()).reshape(1, 8)
+    family = build_family("projective")
+    assert not torch.isfinite(point_loss(family, collapsed, target[:1], 16))
+    assert corner_loss(collapsed, target[:1]).item() == pytest.approx(2.0)

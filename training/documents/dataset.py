@@ -29,6 +29,7 @@ from training.preprocess import localiser_input, to_channels
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FAMILIES = ("rotation", "projective")
+SCANNED_SHEETS = 0.2  # share of photographed pages that are scans with a dark frame
 
 
 def sample_angle(rng: np.random.Generator, max_rotation: float) -> float:
@@ -82,6 +83,8 @@ def photograph(ink, other, rng, long_side: float, max_rotation: float, max_corne
     homography, lit unevenly and through a camera."""
     canvas_hw = synth.canvas_size(rng, long_side)
     page = coloured_page(ink, rng, max(canvas_hw) * 0.9, other)
+    if rng.random() < SCANNED_SHEETS:
+        page = synth.scanned_sheet(page, rng)
     canvas = synth.background(rng, canvas_hw, other if rng.random() < 0.5 else None)
     quad = synth.random_quad(rng, page.shape[:2], canvas_hw, max_corner, max_rotation)
     photo = degrade.camera(degrade.lighting(synth.place_page(page, canvas, quad), rng), rng)

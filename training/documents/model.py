@@ -26,6 +26,7 @@ from training.geometry import CORNERS, identity_params
 from training.localisers import identity_head
 
 CASCADE_FAMILIES = ("rotation", "projective")
+MIN_DIVISOR = 0.2  # the least homogeneous divisor composing projective stages
 
 
 class Stage(nn.Module):
@@ -98,7 +99,10 @@ class Cascade(nn.Module):
         quad = self.corners + second.reshape(-1, 4, 2)  # residual corners, re-sampled frame
         homog = torch.cat([quad, torch.ones_like(quad[..., :1])], dim=2)
         mapped = torch.einsum("nij,nkj->nki", self.family.frame_matrix(first), homog)
-        corners = mapped[..., :2] / mapped[..., 2:3]
+        # A wild coarse guess early in training can put a residual corner near its homography's
+        # horizon; the bound keeps that from dividing by zero. Real pages sit far from it (the
+        # divisor is about 1), so a trained model never meets it.
+        corners = mapped[..., :2] / mapped[..., 2:3].clamp_min(MIN_DIVISOR)
         return (corners - self.corners).reshape(-1, 8)
 
 

@@ -130,6 +130,31 @@ def random_quad(
     raise RuntimeError("could not place the page on the canvas; lower max_corner or max_rotation")
 
 
+def scanned_sheet(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The page as a scanner sees it: the sheet a little crooked and off-centre on the scanner's
+    dark lid, whose frame shows along some edges. The whole scan is the page that a perspective
+    target outlines (as in `stn evaluate`, where real scans with such frames are photographed).
+
+    >>> rng = np.random.default_rng(0)
+    >>> scan = scanned_sheet(np.full((100, 80), 250, np.uint8), rng)
+    >>> scan.shape[0] >= 100 and scan.shape[1] >= 80 and int(scan.min()) < 70
+    True
+    """
+    h, w = page.shape[:2]
+    tone = int(rng.integers(0, 70))
+    pads = [rng.uniform(0.01, 0.12) if rng.random() < 0.5 else 0.0 for _ in range(4)]
+    if not any(pads):
+        pads[int(rng.integers(4))] = rng.uniform(0.01, 0.12)
+    top, bottom, left, right = (int(p * (h if k < 2 else w)) for k, p in enumerate(pads))
+    size = (w + left + right, h + top + bottom)
+    angle = rng.uniform(-5, 5) if rng.random() < 0.6 else 0.0
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
+    m[:, 2] += (left, top)
+    return cv2.warpAffine(
+        page, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=tone
+    )
+
+
 def place_page(page: np.ndarray, canvas: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """Warp `page` so that its outer corners land on `quad` (pixel coordinates) over `canvas`."""
     ph, pw = page.shape[:2]
