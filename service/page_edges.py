@@ -47,7 +47,7 @@ DARK_MARGIN = 0.008  # the same for a step down into a scanner's dark frame, whi
 MIN_AGREE = 0.4  # share of an edge's cuts that must agree with its fitted line
 REACH = 0.02  # how far from the predicted line a step keeps its weight, as a share of the diagonal
 MAX_TURN = math.tan(math.radians(25))  # the most a found edge may turn from the predicted one
-CANDIDATES = 3  # steps each cut offers to the line fit
+CANDIDATES = 2  # steps each cut offers to the line fit
 MIN_CONTRAST = 12.0  # grey levels: a weaker step is not taken for the page's edge
 SNAP_SIZE = 768  # longer side of the grey copy searched, pixels
 
@@ -85,15 +85,14 @@ def snap_corners(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:
         return corners
     h, w = grey.shape[:2]
     diagonal = float(np.hypot(h, w))
-    image = grey.astype(np.float32)
-    cuts = [_cuts(image, start, end, diagonal) for start, end in segments]
+    cuts = _cuts(grey.astype(np.float32), segments, diagonal)
     lines = []
-    for (start, end), cut in zip(segments, cuts, strict=True):
-        found = _edge_offsets(cut, diagonal)  # the edge's offsets from the segment, inward
+    for k, (start, end) in enumerate(segments):
+        found = _edge_offsets(cuts, k, diagonal)  # the edge's offsets from the segment, inward
         a, b = found if found is not None else (0.0, 0.0)
         if abs(b - a) > MAX_TURN * float(np.linalg.norm(end - start)):
             a, b = 0.0, 0.0  # a short edge's band admits steep lines that no page edge makes
-        lines.append((start + a * cut.inward, end + b * cut.inward))
+        lines.append((start + a * cuts.inward[k], end + b * cuts.inward[k]))
     snapped = np.array([_meet(lines[k - 1], lines[k]) for k in range(4)])
     if not geometry.is_convex(snapped):
         return corners
@@ -103,47 +102,59 @@ def snap_corners(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:
 
 
 class _Cuts(NamedTuple):
-    values: np.ndarray  # (EDGE_SAMPLES, D) grey values across the edge, from outside to inside
+    """The four edges' cuts, stacked edge by edge (one remap and one filter pass for all)."""
+
+    values: np.ndarray  # (4 * EDGE_SAMPLES, D) grey values across the edges, outside to inside
     d: np.ndarray  # (D,) their offsets from the segment along `inward`, pixels
-    t: np.ndarray  # (EDGE_SAMPLES,) where each cut crosses the segment: 0 start, 1 end
-    inside: np.ndarray  # (EDGE_SAMPLES, D) whether the sample lies in the image
-    inward: np.ndarray  # (2,) unit normal of the segment, pointing into the page
+    t: np.ndarray  # (EDGE_SAMPLES,) where each cut crosses its segment: 0 start, 1 end
+    inside: np.ndarray  # (4 * EDGE_SAMPLES, D) whether the sample lies in the image
+    inward: np.ndarray  # (4, 2) unit normals of the segments, pointing into the page
+    response: np.ndarray  # (4 * EDGE_SAMPLES, D - 2 * half) step strengths, 0 where no step
+    half: int  # half-width of the step filter, pixels
 
 
-def _cuts(image: np.ndarray, start: np.ndarray, end: np.ndarray, diagonal: float) -> _Cuts:
-    along = (end - start) / float(np.linalg.norm(end - start))
-    inward = np.array([-along[1], along[0]])  # TL, TR, BR, BL run clockwise on screen (y down)
-    reach = max(4, int(SEARCH * diagonal)) + max(2, int(STEP_WIDTH * diagonal))
+def _cuts(image: np.ndarray, segments, diagonal: float) -> _Cuts:
+    starts = np.array([start for start, _ in segments])
+    ends = np.array([end for _, end in segments])
+    along = (ends - starts) / np.linalg.norm(ends - starts, axis=1, keepdims=True)
+    inward = np.stack([-along[:, 1], along[:, 0]], axis=1)  # TL, TR, BR, BL run clockwise (y down)
+    half = max(2, int(STEP_WIDTH * diagonal))
+    reach = max(4, int(SEARCH * diagonal)) + half
     t = np.linspace(0.06, 0.94, EDGE_SAMPLES)
     d = np.arange(-reach, reach + 1, dtype=np.float64)
-    points = start + t[:, None, None] * (end - start) + d[None, :, None] * inward
+    points = (
+        starts[:, None, None]
+        + t[None, :, None, None] * (ends - starts)[:, None, None]
+        + d[None, None, :, None] * inward[:, None, None]
+    ).reshape(len(segments) * EDGE_SAMPLES, len(d), 2)
     xs, ys = points[..., 0].astype(np.float32), points[..., 1].astype(np.float32)
     h, w = image.shape
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
     values = cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _Cuts(values, d, t, inside, inward)
-
-
-def _edge_offsets(cuts: _Cuts, diagonal: float) -> tuple[float, float] | None:
-    """The page edge's offsets along `inward` at the segment's start and end, or None where the
-    cuts find no edge that enough of them agree on."""
-    t, inside = cuts.t, cuts.inside
-    half = max(2, int(STEP_WIDTH * diagonal))
-    centre = np.arange(half, len(cuts.d) - half)
-    paper = _steps(cuts.values, half, int(MARGIN * diagonal))
-    frame = _steps(-cuts.values, half, int(DARK_MARGIN * diagonal))
+    paper = _steps(values, half, int(MARGIN * diagonal))
+    frame = _steps(-values, half, int(DARK_MARGIN * diagonal))
     response = np.maximum(paper, frame)
     # Each cut offers its few strongest steps near the predicted line (local maxima at least a
     # filter width apart): the page's edge is not always the strongest, e.g. inside a scanner's
     # dark frame, where the sheet's own edge is.
     peak = cv2.dilate(response, np.ones((1, 2 * half + 1), np.uint8))
     response = np.where((response >= peak) & (response > MIN_CONTRAST), response, 0.0)
+    return _Cuts(values, d, t, inside, inward, response, half)
+
+
+def _edge_offsets(cuts: _Cuts, edge: int, diagonal: float) -> tuple[float, float] | None:
+    """Edge `edge`'s offsets along its `inward` at the segment's start and end, or None where the
+    cuts find no edge that enough of them agree on."""
+    t, half = cuts.t, cuts.half
+    rows_of_edge = slice(edge * len(t), (edge + 1) * len(t))
+    response = cuts.response[rows_of_edge]
+    centre = np.arange(half, len(cuts.d) - half)
     near = np.exp(-0.5 * (cuts.d[centre] / (REACH * diagonal)) ** 2)
     ranked = np.argsort(-response * near[None, :], axis=1)[:, :CANDIDATES]
     rows = np.repeat(np.arange(len(t)), CANDIDATES)
     cols = ranked.reshape(-1)
     strength = response[rows, cols]
-    usable = np.asarray(inside[:, centre].any(axis=1))
+    usable = np.asarray(cuts.inside[rows_of_edge][:, centre].any(axis=1))
     keep = usable[rows] & (strength > 0)
     rows, cols, strength = rows[keep], cols[keep], strength[keep]
     offset = cuts.d[centre][cols] - 0.5  # a step lies between the samples before and at it
@@ -191,15 +202,17 @@ def _nearest_line(t, offset, strength, needed: float, tolerance: float, reach: f
     i, j = i[apart], j[apart]
     if len(i) == 0:
         return None
-    slope = (offset[j] - offset[i]) / (t[j] - t[i])
-    intercept = offset[i] - slope * t[i]
-    agree = np.abs(intercept[:, None] + slope[:, None] * t[None, :] - offset[None, :]) < tolerance
+    t32, offset32 = t.astype(np.float32), offset.astype(np.float32)
+    slope = (offset32[j] - offset32[i]) / (t32[j] - t32[i])
+    intercept = offset32[i] - slope * t32[i]
+    residual = intercept[:, None] + slope[:, None] * t32[None, :] - offset32[None, :]
+    agree = (np.abs(residual) < tolerance).astype(np.float32)
     middle = intercept + slope / 2  # the line's offset at mid-edge
-    score = (agree * strength[None, :]).sum(axis=1) * np.exp(-0.5 * (middle / reach) ** 2)
+    score = (agree @ strength.astype(np.float32)) * np.exp(-0.5 * (middle / reach) ** 2)
     score = np.where(agree.sum(axis=1) >= max(2.0, needed), score, -1.0)
     if score.max() <= 0:
         return None
-    pick = agree[int(score.argmax())]
+    pick = agree[int(score.argmax())] > 0
     b, a = np.polyfit(t[pick], offset[pick], 1)
     return float(a), float(b)
 
