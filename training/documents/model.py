@@ -100,8 +100,7 @@ class Cascade(nn.Module):
         homog = torch.cat([quad, torch.ones_like(quad[..., :1])], dim=2)
         mapped = torch.einsum("nij,nkj->nki", self.family.frame_matrix(first), homog)
         # A wild coarse guess early in training can put a residual corner near its homography's
-        # horizon; the bound keeps that from dividing by zero. Real pages sit far from it (the
-        # divisor is about 1), so a trained model never meets it.
+        # horizon; the bound keeps that from dividing by zero (for the identity the divisor is 1).
         corners = mapped[..., :2] / mapped[..., 2:3].clamp_min(MIN_DIVISOR)
         return (corners - self.corners).reshape(-1, 8)
 
