@@ -104,12 +104,12 @@ def snap_corners(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:
 class _Cuts(NamedTuple):
     """The four edges' cuts, stacked edge by edge (one remap and one filter pass for all)."""
 
-    values: np.ndarray  # (4 * EDGE_SAMPLES, D) grey values across the edges, outside to inside
     d: np.ndarray  # (D,) their offsets from the segment along `inward`, pixels
     t: np.ndarray  # (EDGE_SAMPLES,) where each cut crosses its segment: 0 start, 1 end
     inside: np.ndarray  # (4 * EDGE_SAMPLES, D) whether the sample lies in the image
     inward: np.ndarray  # (4, 2) unit normals of the segments, pointing into the page
-    response: np.ndarray  # (4 * EDGE_SAMPLES, D - 2 * half) step strengths, 0 where no step
+    response: np.ndarray  # (4 * EDGE_SAMPLES, D - 2 * half) step strengths across the edges,
+    # from outside to inside; 0 where no step
     half: int  # half-width of the step filter, pixels
 
 
@@ -139,7 +139,7 @@ def _cuts(image: np.ndarray, segments, diagonal: float) -> _Cuts:
     # dark frame, where the sheet's own edge is.
     peak = cv2.dilate(response, np.ones((1, 2 * half + 1), np.uint8))
     response = np.where((response >= peak) & (response > MIN_CONTRAST), response, 0.0)
-    return _Cuts(values, d, t, inside, inward, response, half)
+    return _Cuts(d, t, inside, inward, response, half)
 
 
 def _edge_offsets(cuts: _Cuts, edge: int, diagonal: float) -> tuple[float, float] | None:
