@@ -104,13 +104,12 @@ def snap_corners(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:
 class _Cuts(NamedTuple):
     """The four edges' cuts, stacked edge by edge (one remap and one filter pass for all)."""
 
-    d: np.ndarray  # (D,) their offsets from the segment along `inward`, pixels
     t: np.ndarray  # (EDGE_SAMPLES,) where each cut crosses its segment: 0 start, 1 end
-    inside: np.ndarray  # (4 * EDGE_SAMPLES, D) whether the sample lies in the image
+    offsets: np.ndarray  # (D,) where each step lies from the segment along `inward`, pixels
+    near: np.ndarray  # (D,) weight of a step at that offset: nearer the predicted line, more
     inward: np.ndarray  # (4, 2) unit normals of the segments, pointing into the page
-    response: np.ndarray  # (4 * EDGE_SAMPLES, D - 2 * half) step strengths across the edges,
-    # from outside to inside; 0 where no step
-    half: int  # half-width of the step filter, pixels
+    response: np.ndarray  # (4 * EDGE_SAMPLES, D) step strengths, outside to inside; 0: no step
+    usable: np.ndarray  # (4 * EDGE_SAMPLES,) whether the cut crosses the image at all
 
 
 def _cuts(image: np.ndarray, segments, diagonal: float) -> _Cuts:
@@ -131,57 +130,55 @@ def _cuts(image: np.ndarray, segments, diagonal: float) -> _Cuts:
     h, w = image.shape
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
     values = cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    paper = _steps(values, half, int(MARGIN * diagonal))
-    frame = _steps(-values, half, int(DARK_MARGIN * diagonal))
+    centre = np.arange(half, len(d) - half)
+    total = np.concatenate([np.zeros((len(values), 1), np.float32), np.cumsum(values, axis=1)], 1)
+    outside = (total[:, centre] - total[:, centre - half]) / half
+    within = (total[:, centre + half] - total[:, centre]) / half
+    paper = _steps(values, outside, within, centre, int(MARGIN * diagonal))
+    frame = _steps(-values, -outside, -within, centre, int(DARK_MARGIN * diagonal))
     response = np.maximum(paper, frame)
     # Each cut offers its few strongest steps near the predicted line (local maxima at least a
     # filter width apart): the page's edge is not always the strongest, e.g. inside a scanner's
     # dark frame, where the sheet's own edge is.
     peak = cv2.dilate(response, np.ones((1, 2 * half + 1), np.uint8))
     response = np.where((response >= peak) & (response > MIN_CONTRAST), response, 0.0)
-    return _Cuts(d, t, inside, inward, response, half)
+    near = np.exp(-0.5 * (d[centre] / (REACH * diagonal)) ** 2)
+    usable = np.asarray(inside[:, centre].any(axis=1))
+    offsets = d[centre] - 0.5  # a step lies between the samples before and at it
+    return _Cuts(t, offsets, near, inward, response, usable)
 
 
 def _edge_offsets(cuts: _Cuts, edge: int, diagonal: float) -> tuple[float, float] | None:
     """Edge `edge`'s offsets along its `inward` at the segment's start and end, or None where the
     cuts find no edge that enough of them agree on."""
-    t, half = cuts.t, cuts.half
+    t = cuts.t
     rows_of_edge = slice(edge * len(t), (edge + 1) * len(t))
-    response = cuts.response[rows_of_edge]
-    centre = np.arange(half, len(cuts.d) - half)
-    near = np.exp(-0.5 * (cuts.d[centre] / (REACH * diagonal)) ** 2)
-    ranked = np.argsort(-response * near[None, :], axis=1)[:, :CANDIDATES]
+    response, usable = cuts.response[rows_of_edge], cuts.usable[rows_of_edge]
+    ranked = np.argsort(-response * cuts.near[None, :], axis=1)[:, :CANDIDATES]
     rows = np.repeat(np.arange(len(t)), CANDIDATES)
     cols = ranked.reshape(-1)
     strength = response[rows, cols]
-    usable = np.asarray(cuts.inside[rows_of_edge][:, centre].any(axis=1))
     keep = usable[rows] & (strength > 0)
     rows, cols, strength = rows[keep], cols[keep], strength[keep]
-    offset = cuts.d[centre][cols] - 0.5  # a step lies between the samples before and at it
     needed = MIN_AGREE * max(1, usable.sum())
     tolerance = max(1.5, 0.004 * diagonal)
-    fit = _nearest_line(t[rows], offset, strength, needed, tolerance, REACH * diagonal)
+    fit = _nearest_line(t[rows], cuts.offsets[cols], strength, needed, tolerance, REACH * diagonal)
     if fit is None:
         return None
     a, b = fit
     return a, a + b
 
 
-def _steps(values: np.ndarray, half: int, margin: int) -> np.ndarray:
+def _steps(values, outside, within, centre, margin: int) -> np.ndarray:
     """(cuts, centres) strength of a step up (outside to inside) into a clean region: its lowest
-    value over the next `margin` pixels still clears the outside. Paper has a margin inside its
-    edge, and so does a scanner's dark frame (on `-values`); text lines, rules and figures have ink
-    just inside their steps and do not qualify. The first `gap` pixels are skipped: the resize
-    blurs the edge."""
-    d = values.shape[1]
-    centre = np.arange(half, d - half)
-    total = np.concatenate([np.zeros((len(values), 1), np.float32), np.cumsum(values, axis=1)], 1)
-    outside = (total[:, centre] - total[:, centre - half]) / half
-    within = (total[:, centre + half] - total[:, centre]) / half
+    value over the next `margin` pixels still clears the outside (`outside` and `within`: the
+    box means on either side of each centre). Paper has a margin inside its edge, and so does a
+    scanner's dark frame (on `-values`); text lines, rules and figures have ink just inside their
+    steps and do not qualify. The first `gap` pixels are skipped: the resize blurs the edge."""
     gap = 2
     kernel = np.ones((1, max(2, margin)), np.uint8)
     clean = cv2.erode(values, kernel, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-    lowest = clean[:, np.minimum(centre + gap, d - 1)] - outside
+    lowest = clean[:, np.minimum(centre + gap, values.shape[1] - 1)] - outside
     return np.where(lowest > MIN_CONTRAST, within - outside, 0.0).astype(np.float32)
 
 

@@ -211,18 +211,16 @@ def train(cfg: TrainConfig) -> dict:
         batch = next(stream)
         loss, stats = compute_loss(model, batch, cfg, device)
         optimizer.zero_grad(set_to_none=True)
-        if not all_finite(loss, distributed):
+        if all_finite(loss, distributed):
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+        else:
             # One degenerate batch (a projective guess folded over itself) must not poison the
-            # weights: its step is skipped and counted.
+            # weights: its update is skipped and counted; evaluation and checkpoints go on.
             skipped += 1
-            bar.write(f"step {step}: loss is {loss.item()}, step skipped ({skipped} so far)")
-            step += 1
-            bar.update(1)
-            continue
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+            bar.write(f"step {step}: loss is {loss.item()}, update skipped ({skipped} so far)")
         step += 1
         seen += len(batch["image"])
         bar.update(1)
