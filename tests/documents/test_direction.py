@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from training.documents.direction import (
@@ -113,6 +114,8 @@ def test_graft_reads_the_readers_back_from_an_exported_model(tmp_path):
     torch.nn.init.normal_(snap.direction.net[-1].weight)
     torch.nn.init.normal_(snap.layout.head.weight, std=0.1)
     snap.layout_weight.fill_(0.7)
+    snap.reader_weight.fill_(1.25)
+    snap.layout_clip.fill_(3.0)
     stn.localiser.load_state_dict(snap.state_dict())
     export_model(stn, tmp_path / "doc.onnx")
     again, _ = load_snap(graft(tmp_path / "doc.onnx", tmp_path / "again.pt"))
@@ -123,3 +126,10 @@ def test_graft_reads_the_readers_back_from_an_exported_model(tmp_path):
         assert torch.allclose(again.reader(x), want, atol=1e-4)
         profiles = torch.rand(2, STRIPS, 384)
         assert torch.allclose(again.direction(profiles), snap.direction(profiles), atol=1e-5)
+        page = torch.rand(2, 1, 96, 96)
+        assert torch.allclose(again.layout(page), snap.layout(page), atol=1e-5)
+        pages = torch.rand(2, 1, 384, 384) * 2 - 1
+        assert torch.allclose(again(pages), snap(pages), atol=1e-5)
+    assert float(again.layout_weight) == pytest.approx(0.7)
+    assert float(again.reader_weight) == pytest.approx(1.25)
+    assert float(again.layout_clip) == pytest.approx(3.0)

@@ -1,5 +1,6 @@
 """The layout direction reader: its symmetry, its page, its training loop and the vote weights."""
 
+import pytest
 import torch
 
 from training.documents.direction import votes
@@ -48,6 +49,12 @@ def test_layout_page_of_a_page_turned_by_a_half_turn_is_the_page_turned_back():
     assert upright.sum() > 0
     # The rows sample one point in four along the lines, so the half turn lands on other points.
     assert torch.allclose(upright, turned.flip(2, 3), atol=0.05)
+    # Rows sampled more densely make the same square page, each pixel a mean of more samples.
+    dense = layout_page(turned_rows(page_ink(x, -1.0), torch.tensor([[1.0, 0.0]]), along=1))
+    # Sparse samples hit or miss thin strokes, so single pixels differ, but not the page's ink.
+    assert dense.shape == upright.shape
+    assert float((dense - upright).abs().mean()) < 0.2 * float(upright.mean())
+    assert float(dense.mean()) == pytest.approx(float(upright.mean()), rel=0.05)
 
 
 def toy_pages(n, size, upright, generator):
@@ -99,3 +106,38 @@ def test_a_layout_reader_sure_and_wrong_gets_a_bound():
     assert chosen["layout_clip"] < 8.0
     assert accuracy == 1.0
     assert alone["line+layout+cascade, unbounded"] < 1.0
+
+
+def test_the_command_fits_the_reader_then_can_choose_the_weights_again(tmp_path):
+    import dataclasses
+
+    from training.build import build_model
+    from training.config import model_config_from_dict
+    from training.documents.bank import build_bank
+    from training.documents.graft import graft, load_snap
+    from training.documents.layout_direction import main
+
+    cfg = model_config_from_dict(
+        {"family": "rotation", "localiser": "doc", "input_size": 64, "channels": 1, "hidden": 16}
+    )
+    state = {"model": build_model(cfg).state_dict(), "model_config": dataclasses.asdict(cfg)}
+    torch.save(state, tmp_path / "cascade.pt")
+    graft(tmp_path / "cascade.pt", tmp_path / "snap.pt")
+    bank = build_bank(tmp_path / "bank", count=3, seed=5, progress=False)
+    val_bank = build_bank(tmp_path / "val", count=3, seed=6, progress=False)
+    common = ["--bank", str(bank), "--val-bank", str(val_bank), "--workers", "0"]
+    sizes = ["--pages", "16", "--val-pages", "8", "--steps", "3"]
+    assert main([str(tmp_path / "snap.pt"), "-o", str(tmp_path / "fit.pt"), *common, *sizes]) == 0
+    fit, saved = load_snap(tmp_path / "fit.pt")
+    assert saved["layout_direction"]["steps"] == 3
+    assert float(fit.layout.head.weight.detach().abs().max()) > 0  # it was trained
+    args = [str(tmp_path / "fit.pt"), "-o", str(tmp_path / "again.pt"), *common, "--weights-only"]
+    assert main(args) == 0
+    again, saved = load_snap(tmp_path / "again.pt")
+    assert saved["layout_direction"]["weights_only"] is True
+    assert "layout_final_loss" not in saved["layout_direction"]
+    kept, fitted = again.layout.state_dict(), fit.layout.state_dict()
+    assert all(torch.equal(kept[name], fitted[name]) for name in fitted)  # only weights chosen
+    assert float(again.layout_weight) == float(fit.layout_weight)  # the same pages, same choice
+    missing = [str(tmp_path / "fit.pt"), "-o", str(tmp_path / "x.pt"), "--val-bank", "nowhere"]
+    assert main(missing) == 2

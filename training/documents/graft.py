@@ -10,9 +10,11 @@ line-profile direction reader starts untrained (training.documents.direction fit
 
 The source may also be an exported doc-rotation ONNX file: its cascade weights are read back
 (ONNX export folds each BatchNorm into the convolution before it, so the batch norms come back as
-identities carrying the folded bias), and so are its line reader's, where it has one. That keeps
-the shipped readers reusable without their training runs' checkpoints. The weights of the votes
-are not read back: training.documents.layout_direction chooses them again.
+identities carrying the folded bias), and so are its line and layout readers' and the weights of
+the votes, where it has them: the checkpoint then gives the file's outputs, so a shipped model can
+be re-exported (after a change to the weightless front, say) without its training runs'
+checkpoints. Fitting a reader again (training.documents.direction, .layout_direction) chooses the
+weights of the votes again.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from training.config import model_config_from_dict
 
 READER_PREFIX = "stn.localiser.reader."
 DIRECTION_PREFIX = "stn.localiser.direction."
+LAYOUT_PREFIX = "stn.localiser.layout."
+VOTE_WEIGHTS = ("reader_weight", "layout_weight", "layout_clip")  # SnapRotation's buffers
 
 
 def graft(source: str | Path, output: str | Path) -> Path:
     if str(source).endswith(".onnx"):
-        cfg, weights, direction, extra = _from_onnx(Path(source))
+        cfg, weights, readers, extra = _from_onnx(Path(source))
     else:
         state = torch.load(source, map_location="cpu", weights_only=False)
         cfg = model_config_from_dict(state["model_config"])
@@ -42,12 +46,20 @@ def graft(source: str | Path, output: str | Path) -> Path:
         weights = {k.removeprefix("localiser."): v for k, v in state["model"].items()}
         extra = {k: state.get(k, {}) for k in ("train_config", "metrics")}
         extra["step"] = state.get("step", 0)
-        direction = {}
+        readers = {}
     snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
     model = build_model(snap_cfg)
     model.localiser.reader.load_state_dict(weights, strict=True)
-    if direction:
-        model.localiser.direction.load_state_dict(direction, strict=True)
+    for name, values in readers.items():
+        if name in VOTE_WEIGHTS:
+            getattr(model.localiser, name).copy_(values)
+        else:
+            # A bias that cancels in a reader's antisymmetric vote is pruned from the graph: the
+            # built module's own value stands in for it.
+            reader = getattr(model.localiser, name)
+            if not _fits(reader, values):
+                raise ValueError(f"{source}: the {name} reader's weights do not fit the model")
+            reader.load_state_dict({**reader.state_dict(), **values}, strict=True)
     state = {"model_config": dataclasses.asdict(snap_cfg), "grafted_from": str(source), **extra}
     return save_snap(model.localiser, state, output)
 
@@ -122,8 +134,22 @@ def _from_onnx(path: Path):
         weights[f"{norm}.running_var"] = torch.full_like(arrays[b], 1.0 - eps)
     fields = {"family": "rotation", "localiser": "doc", "input_size": size, "channels": 1}
     cfg = model_config_from_dict({**fields, "hidden": hidden, "letterbox_fill": 0})
-    direction = _prefixed(arrays, DIRECTION_PREFIX)
-    return cfg, weights, direction, {"read_back_from": meta.get("name", str(path))}
+    # Files from before a reader was fitted have none of its weights: it stays as built.
+    readers: dict = {"direction": _prefixed(arrays, DIRECTION_PREFIX)}
+    readers["layout"] = _prefixed(arrays, LAYOUT_PREFIX)
+    readers = {name: values for name, values in readers.items() if values}
+    for name in VOTE_WEIGHTS:
+        if f"stn.localiser.{name}" in arrays:
+            readers[name] = arrays[f"stn.localiser.{name}"]
+    # The layout vote's bound is folded into its Clip node's inputs (min, max) at export.
+    bounds = [
+        node.input[2]
+        for node in graph.node
+        if node.op_type == "Clip" and node.input[0].startswith("/localiser/layout/")
+    ]
+    if len(bounds) == 1 and bounds[0] in arrays:
+        readers["layout_clip"] = arrays[bounds[0]]
+    return cfg, weights, readers, {"read_back_from": meta.get("name", str(path))}
 
 
 def _prefixed(arrays: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

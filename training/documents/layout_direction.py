@@ -40,13 +40,14 @@ from torch import nn
 from training.documents.direction import axis_found, make_cache, votes
 
 LARGE = 1e4  # an unbounded layout vote, as a finite number (ONNX Clip bounds)
-POOL_ROWS = 4  # the turned rows (S, S / ALONG) averaged over this many rows: a square S / 4
+POOL_ROWS = 4  # the turned rows averaged over this many rows (and pixels along): a square S / 4
 
 
 def layout_page(rows: torch.Tensor) -> torch.Tensor:
-    """Rows (N, 1, S, S / ALONG) from skew.turned_rows -> (N, 1, S / 4, S / 4): the page the
+    """Rows (N, 1, S, S / along) from skew.turned_rows -> (N, 1, S / 4, S / 4): the page the
     layout reader sees, each pixel the mean ink of a 4 x 4 patch of the input."""
-    return F.avg_pool2d(rows, (POOL_ROWS, 1))
+    along = int(rows.shape[-2]) // int(rows.shape[-1])
+    return F.avg_pool2d(rows, (POOL_ROWS, POOL_ROWS // along))
 
 
 class LayoutDirection(nn.Module):
@@ -212,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache", help="folder to keep the cached pages in, and read them back from on a re-run"
     )
+    parser.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="keep the checkpoint's fitted layout reader and only choose the votes' weights again "
+        "on the held-out pages (after a change to the model's front)",
+    )
     args = parser.parse_args(argv)
     try:
         run(args)
@@ -241,19 +248,27 @@ def run(args) -> None:
     from training.documents.graft import load_snap, save_fitted
 
     snap, state = load_snap(args.checkpoint)
-    pages, val_pages = load_bank(args.bank), load_bank(args.val_bank)
     started = time.time()
-    train = cached(
-        args.cache, "train", lambda: make_cache(snap, pages, args.pages, args.seed, args.workers)
-    )
+    val_pages = load_bank(args.val_bank)
     val = cached(
         args.cache,
         "val",
         lambda: make_cache(snap, val_pages, args.val_pages, args.seed + 1, args.workers),
     )
-    torch.manual_seed(args.seed)
-    net = LayoutDirection(snap.size // POOL_ROWS)
-    losses = train_layout(net, train, args.steps, seed=args.seed)
+    fitted = {}
+    if args.weights_only:
+        net = snap.layout
+    else:
+        pages = load_bank(args.bank)
+        train = cached(
+            args.cache,
+            "train",
+            lambda: make_cache(snap, pages, args.pages, args.seed, args.workers),
+        )
+        torch.manual_seed(args.seed)
+        net = LayoutDirection(snap.size // POOL_ROWS)
+        losses = train_layout(net, train, args.steps, seed=args.seed)
+        fitted["layout_final_loss"] = float(np.mean(losses[-100:]))
     line = votes(snap.direction, val["profiles"])
     layout = votes(net, val["page"])
     chosen, _, alone = choose_weights(line, layout, val["reader_vote"], val["agree"])
@@ -261,7 +276,7 @@ def run(args) -> None:
     for name, value in chosen.items():
         getattr(snap, name).fill_(min(value, LARGE))
     metrics = {
-        "layout_final_loss": float(np.mean(losses[-100:])),
+        **fitted,
         **{f"val_accuracy_{name}": value for name, value in alone.items()},
         **chosen,
         "axis_found_val": float(axis_found(val["agree"]).float().mean()),

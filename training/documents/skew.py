@@ -252,15 +252,15 @@ def away_from_padding(x: torch.Tensor, fill_value: float, pool: int = 4) -> torc
     return 1.0 - pad.reshape(n, 1, side * pool, side * pool)
 
 
-def turned_rows(ink: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-    """Ink (N, 1, S, S) and (N, 2) cos, sin -> (N, 1, S, S / ALONG): the page turned by the inverse
-    of `pair` (so that its lines run along the rows), every row but only every ALONG-th column.
+def turned_rows(ink: torch.Tensor, pair: torch.Tensor, along: int = ALONG) -> torch.Tensor:
+    """Ink (N, 1, S, S) and (N, 2) cos, sin -> (N, 1, S, S / along): the page turned by the inverse
+    of `pair` (so that its lines run along the rows), every row but only every `along`-th column.
     Means over strips of the rows need no more, and this resampling is the costliest op of the
-    model: done once, for the skew's last level and the direction reader both."""
+    model: done once, for the skew's last level and the direction readers."""
     size = int(ink.shape[-1])
     one = ink[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0  # grids tied to the input: not folded by export
     rows = coords(size).to(ink.device) * one
-    grid = rotation_grid(pair[:, 0], pair[:, 1], coords(size // ALONG).to(ink.device) * one, rows)
+    grid = rotation_grid(pair[:, 0], pair[:, 1], coords(size // along).to(ink.device) * one, rows)
     return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -301,7 +301,7 @@ def max_pool_square(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class SkewRefine(nn.Module):
-    """(rows (N, 1, S, S / ALONG) from turned_rows, the pair that turned them) -> the pair refined
+    """(rows (N, 1, S, S / along) from turned_rows, the pair that turned them) -> the pair refined
     by one more level at full size.
 
     Lines a few pixels high blur on a half-size copy, and the profile peaks with them. Here the
@@ -321,7 +321,8 @@ class SkewRefine(nn.Module):
         self.register_buffer("bank", shift_bank(-offsets, size, pool), False)
 
     def forward(self, rows: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-        strips = F.avg_pool2d(rows, (1, self.pool // ALONG))[:, 0].transpose(1, 2)
+        along = int(rows.shape[-2]) // int(rows.shape[-1])  # Python ints: a fixed pooling window
+        strips = F.avg_pool2d(rows, (1, self.pool // along))[:, 0].transpose(1, 2)
         score = profile_scores(strips, self.bank)
         return multiply(pair, small_turn(candidate_weights(score) @ self.offsets))
 
@@ -350,7 +351,7 @@ class SnapRotation(nn.Module):
             raise ValueError(
                 f"input size must be a multiple of 192 for the rotation model, got {size}"
             )
-        self.size, self.fill_value = size, fill_value
+        self.size, self.fill_value, self.along = size, fill_value, ALONG
         self.skew = ProfileSkew(size // 2, fill_value, levels=FINE_LEVELS[:1])
         self.refine = SkewRefine(size)
         self.reader = Cascade("rotation", channels, size // 6, hidden)
@@ -371,7 +372,7 @@ class SnapRotation(nn.Module):
 
         skew, along = self.skew.measure(F.avg_pool2d(x[:, :1], 2))
         rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
-        rows = turned_rows(page_ink(x[:, :1], self.fill_value), rough)
+        rows = turned_rows(page_ink(x[:, :1], self.fill_value), rough, self.along)
         base = self.refine(rows, rough)
         cascade = unit(self.reader(F.avg_pool2d(x, 6)), 1e-6)
         return base, (cascade * base).sum(1), strip_profiles(rows), layout_page(rows)
