@@ -1,9 +1,9 @@
 """Regression guard for the shipped document models in exported/.
 
 Fails when a model file is missing, broken or swapped (wrong family or name); on real pages
-(../shared/data/documents, skipped without it) every cardinal page must get its quadrant right and
-the perspective model, with the service's page-edge snapping, must find a page's corners to 1% of
-its diagonal.
+(../shared/data/documents, skipped without it) every cardinal page must get its quadrant right, the
+turned copies of the music score their half turn, and the perspective model, with the service's
+page-edge snapping, must find a page's corners to 1% of its diagonal.
 """
 
 from pathlib import Path
@@ -99,3 +99,17 @@ def test_skew_of_the_real_pages_as_they_are(pipeline, documents_dir):
     assert len(errors) == 19
     assert max(errors) < 0.6, errors
     assert float(np.median(errors)) < 0.1, errors
+
+
+def test_turned_copies_of_the_music_score_are_read_the_right_way_up(pipeline, documents_dir):
+    # A page with few text lines: the fourth doc-rotation (line reader and cascade only) read one of
+    # these eight copies upside down; the fifth has the layout reader's vote as well.
+    from service.pipeline import AlignOptions
+
+    options = AlignOptions(models=["doc-rotation"], encoding="none")
+    samples = list(evaluate.rotation_samples(documents_dir, 8, 0, only={"deskew-2.png"}))
+    assert len(samples) == 8
+    for sample in samples:
+        angle = pipeline.align(sample.image, options).angle
+        error = metrics.angle_error(angle, sample.truth_angle)
+        assert error < 45.0, f"{sample.name}: predicted {angle:.1f}, truth {sample.truth_angle:.1f}"
