@@ -29,15 +29,13 @@ import torch
 from training.build import build_model
 from training.config import model_config_from_dict
 
-READER_PREFIX = "stn.localiser.reader."
-DIRECTION_PREFIX = "stn.localiser.direction."
-LAYOUT_PREFIX = "stn.localiser.layout."
-VOTE_WEIGHTS = ("reader_weight", "layout_weight", "layout_clip")  # SnapRotation's buffers
+LOCALISER_PREFIX = "stn.localiser."
+READER_PREFIX = LOCALISER_PREFIX + "reader."
 
 
 def graft(source: str | Path, output: str | Path) -> Path:
     if str(source).endswith(".onnx"):
-        cfg, weights, readers, extra = _from_onnx(Path(source))
+        cfg, weights, rest, extra = _from_onnx(Path(source))
     else:
         state = torch.load(source, map_location="cpu", weights_only=False)
         cfg = model_config_from_dict(state["model_config"])
@@ -46,20 +44,18 @@ def graft(source: str | Path, output: str | Path) -> Path:
         weights = {k.removeprefix("localiser."): v for k, v in state["model"].items()}
         extra = {k: state.get(k, {}) for k in ("train_config", "metrics")}
         extra["step"] = state.get("step", 0)
-        readers = {}
+        rest = {}
     snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
     model = build_model(snap_cfg)
     model.localiser.reader.load_state_dict(weights, strict=True)
-    for name, values in readers.items():
-        if name in VOTE_WEIGHTS:
-            getattr(model.localiser, name).copy_(values)
-        else:
-            # A bias that cancels in a reader's antisymmetric vote is pruned from the graph: the
-            # built module's own value stands in for it.
-            reader = getattr(model.localiser, name)
-            if not _fits(reader, values):
-                raise ValueError(f"{source}: the {name} reader's weights do not fit the model")
-            reader.load_state_dict({**reader.state_dict(), **values}, strict=True)
+    # The other readers and the votes' weights, where the file has them. A bias that cancels in
+    # a reader's antisymmetric vote is pruned from the graph: the built module's value stands in.
+    current = model.localiser.state_dict()
+    for key, value in rest.items():
+        if key not in current or current[key].numel() != value.numel():
+            raise ValueError(f"{source}: {key} in the graph does not fit the model")
+        current[key] = value.reshape(current[key].shape)
+    model.localiser.load_state_dict(current, strict=True)
     state = {"model_config": dataclasses.asdict(snap_cfg), "grafted_from": str(source), **extra}
     return save_snap(model.localiser, state, output)
 
@@ -134,22 +130,25 @@ def _from_onnx(path: Path):
         weights[f"{norm}.running_var"] = torch.full_like(arrays[b], 1.0 - eps)
     fields = {"family": "rotation", "localiser": "doc", "input_size": size, "channels": 1}
     cfg = model_config_from_dict({**fields, "hidden": hidden, "letterbox_fill": 0})
-    # Files from before a reader was fitted have none of its weights: it stays as built.
-    readers: dict = {"direction": _prefixed(arrays, DIRECTION_PREFIX)}
-    readers["layout"] = _prefixed(arrays, LAYOUT_PREFIX)
-    readers = {name: values for name, values in readers.items() if values}
-    for name in VOTE_WEIGHTS:
-        if f"stn.localiser.{name}" in arrays:
-            readers[name] = arrays[f"stn.localiser.{name}"]
+    # Everything of the localiser's but the cascade: the line and layout readers (files from
+    # before a reader was fitted have none of its weights) and the votes' weights.
+    localiser = _prefixed(arrays, LOCALISER_PREFIX)
+    rest = {k: v for k, v in localiser.items() if not k.startswith("reader.")}
     # The layout vote's bound is folded into its Clip node's inputs (min, max) at export.
     bounds = [
         node.input[2]
         for node in graph.node
         if node.op_type == "Clip" and node.input[0].startswith("/localiser/layout/")
     ]
-    if len(bounds) == 1 and bounds[0] in arrays:
-        readers["layout_clip"] = arrays[bounds[0]]
-    return cfg, weights, readers, {"read_back_from": meta.get("name", str(path))}
+    # The exporter may share an equal initializer through an Identity (a bound of 1 and a vote
+    # weight of 1 become one array): follow those to the array.
+    identities = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
+    bound = bounds[0] if len(bounds) == 1 else ""
+    while bound in identities:
+        bound = identities[bound]
+    if bound in arrays:
+        rest["layout_clip"] = arrays[bound]
+    return cfg, weights, rest, {"read_back_from": meta.get("name", str(path))}
 
 
 def _prefixed(arrays: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.documents.direction import axis_found, make_cache, votes
+from training.documents.skew import row_spacing
 
 LARGE = 1e4  # an unbounded layout vote, as a finite number (ONNX Clip bounds)
 POOL_ROWS = 4  # the turned rows averaged over this many rows (and pixels along): a square S / 4
@@ -46,8 +47,7 @@ POOL_ROWS = 4  # the turned rows averaged over this many rows (and pixels along)
 def layout_page(rows: torch.Tensor) -> torch.Tensor:
     """Rows (N, 1, S, S / along) from skew.turned_rows -> (N, 1, S / 4, S / 4): the page the
     layout reader sees, each pixel the mean ink of a 4 x 4 patch of the input."""
-    along = int(rows.shape[-2]) // int(rows.shape[-1])
-    return F.avg_pool2d(rows, (POOL_ROWS, POOL_ROWS // along))
+    return F.avg_pool2d(rows, (POOL_ROWS, POOL_ROWS // row_spacing(rows)))
 
 
 class LayoutDirection(nn.Module):

@@ -264,6 +264,12 @@ def turned_rows(ink: torch.Tensor, pair: torch.Tensor, along: int = ALONG) -> to
     return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def row_spacing(rows: torch.Tensor) -> int:
+    """The `along` that turned_rows sampled `rows` (N, 1, S, S / along) at, as a Python int: pooling
+    windows must be fixed at export."""
+    return int(rows.shape[-2]) // int(rows.shape[-1])
+
+
 def stroke_contrast(x: torch.Tensor) -> torch.Tensor:
     """|x - its 5 x 5 local mean|: strokes stand out, paper and shading do not."""
     # Square windows as a row pass then a column pass: the same result, far fewer operations.
@@ -321,8 +327,7 @@ class SkewRefine(nn.Module):
         self.register_buffer("bank", shift_bank(-offsets, size, pool), False)
 
     def forward(self, rows: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-        along = int(rows.shape[-2]) // int(rows.shape[-1])  # Python ints: a fixed pooling window
-        strips = F.avg_pool2d(rows, (1, self.pool // along))[:, 0].transpose(1, 2)
+        strips = F.avg_pool2d(rows, (1, self.pool // row_spacing(rows)))[:, 0].transpose(1, 2)
         score = profile_scores(strips, self.bank)
         return multiply(pair, small_turn(candidate_weights(score) @ self.offsets))
 
