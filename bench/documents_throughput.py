@@ -54,7 +54,12 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=100, help="pages per run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=4, help="submitting threads")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: the service's)"
+    )
+    parser.add_argument(
+        "--batch-workers", type=int, default=0, help="localiser runs at once (0: the service's)"
+    )
     args = parser.parse_args()
 
     from service.config import ServiceConfig
@@ -66,6 +71,7 @@ def main() -> int:
         models=",".join(names),
         device="cpu",
         ort_threads=args.threads,
+        batch_workers=args.batch_workers,
         warp="opencv",
     )
     pipe = Pipeline.from_dir(args.model_dir, config)
@@ -73,11 +79,13 @@ def main() -> int:
     page = one_megapixel_page()
     options = AlignOptions(models=[args.model], encoding="raw")
     pages = [page] * args.pages
-    rates, timings = [], []
+    rates, timings, busy = [], [], []
     for _ in range(args.runs):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         results = pipe.align_many(pages, options, workers=args.workers)
-        rates.append(args.pages / (time.perf_counter() - t))
+        wall = time.perf_counter() - t
+        rates.append(args.pages / wall)
+        busy.append((time.process_time() - cpu) / wall)
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
             raise errors[0]
@@ -88,9 +96,15 @@ def main() -> int:
     }
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}")
     print(f"page: {page.shape[1]}x{page.shape[0]} ({page.shape[0] * page.shape[1] / 1e6:.2f} MP)")
-    print(f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads")
+    print(
+        f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads, "
+        f"{config.cpu_batch_workers()} batch workers of {config.intra_op_threads()} ORT threads"
+    )
     print(f"pages/s per run: {', '.join(f'{r:.1f}' for r in rates)}")
     print(f"median pages/s: {statistics.median(rates):.1f}")
+    # Cores kept busy: with the pages/s, this tells a slow machine (busy cores, few pages) from
+    # idle cores (waiting on one another).
+    print(f"median cores busy: {statistics.median(busy):.2f} of {os.cpu_count()}")
     print("median per page: " + ", ".join(f"{k} {v:.1f}" for k, v in mean.items()))
     return 0
 

@@ -1,16 +1,20 @@
 """Dynamic micro-batching: concurrent requests for one model share a localiser run.
 
-One worker thread per model takes the first waiting item, then keeps taking items until it has
-`max_batch_size` or `max_delay_s` has passed since the first, stacks them and runs the function
-once. It does not wait when no other request is in progress (`active`, if given, counts them), so
-a lone caller pays no batching delay. Items whose caller has gone (cancelled, deadline expired)
-are dropped before the run. A full queue is refused at once with QueueFull, so overload becomes
-RESOURCE_EXHAUSTED, not a pile-up.
+A few worker threads per model (`workers`) each take the first waiting item, then keep taking
+items until they have `max_batch_size` or `max_delay_s` has passed since the first, stack them and
+run the function once. A worker does not wait for more than its share of the requests in progress
+(`active`, if given, counts them; the share is active / workers, rounded up), so a lone caller pays
+no batching delay. On a CPU, two workers keep two cores busy: ONNX Runtime runs some ops (such as
+GridSample) on one thread whatever its intra-op setting, so two single-threaded runs at once get
+more from two cores than one run on two threads (docs/service.md). Items whose caller has gone
+(cancelled, deadline expired) are dropped before the run. A full queue is refused at once with
+QueueFull, so overload becomes RESOURCE_EXHAUSTED, not a pile-up.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import queue
 import threading
 import time
@@ -57,17 +61,26 @@ class MicroBatcher:
         name: str = "model",
         on_batch: Callable[[int], None] | None = None,
         active: Callable[[], int] | None = None,
+        workers: int = 1,
     ):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self._run = run
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue_size)
         self._on_batch = on_batch
         self._active = active
         self.stats = BatchStats()
+        self._stats_lock = threading.Lock()
         self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def depth(self) -> int:
         return self._queue.qsize()
@@ -87,16 +100,17 @@ class MicroBatcher:
 
     def stop(self) -> None:
         self._stopped = True
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._queue.put(None)  # each worker puts it back for the next one on its way out
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _collect(self, first: _Item) -> list[_Item]:
         items = [first]
         deadline = first.enqueued + self.max_delay_s
         while len(items) < self.max_batch_size:
             remaining = deadline - time.perf_counter()
-            if self._active is not None and len(items) >= self._active():
-                remaining = 0  # no one else could join: take only what is already queued
+            if self._active is not None and len(items) >= math.ceil(self._active() / self.workers):
+                break  # no one else could join, or the rest are the other workers' share
             try:
                 item = (
                     self._queue.get(timeout=remaining)
@@ -115,6 +129,7 @@ class MicroBatcher:
         while True:
             first = self._queue.get()
             if first is None:
+                self._queue.put(None)
                 break
             items = self._collect(first)
             live = []
@@ -122,7 +137,8 @@ class MicroBatcher:
                 if item.alive() and item.future.set_running_or_notify_cancel():
                     live.append(item)
                 else:
-                    self.stats.dropped += 1
+                    with self._stats_lock:
+                        self.stats.dropped += 1
                     if not item.future.cancelled():
                         item.future.cancel()
             if not live:
@@ -134,9 +150,10 @@ class MicroBatcher:
                 for item in live:
                     item.future.set_exception(exc)
                 continue
-            self.stats.runs += 1
-            self.stats.items += len(live)
-            self.stats.sizes.append(len(live))
+            with self._stats_lock:
+                self.stats.runs += 1
+                self.stats.items += len(live)
+                self.stats.sizes.append(len(live))
             if self._on_batch:
                 self._on_batch(len(live))
             run_s = time.perf_counter() - started

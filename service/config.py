@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+AUTO_BATCH_WORKERS = 4
+
 
 class ConfigError(ValueError):
     pass
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _bool(text: str) -> bool:
@@ -102,7 +109,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "warmup_runs", 2, int, "localiser runs per model before health says SERVING", minimum=0
     ),
-    Setting("ort_threads", 0, int, "ONNX Runtime intra-op threads; 0 lets it choose", minimum=0),
+    Setting(
+        "batch_workers",
+        0,
+        int,
+        "localiser batches run at once per model; 0: one per CPU core (at most 4) on CPU, "
+        "1 on CUDA",
+        minimum=0,
+    ),
+    Setting(
+        "ort_threads",
+        0,
+        int,
+        "ONNX Runtime intra-op threads per run; 0: the CPU cores shared among the batch workers",
+        minimum=0,
+    ),
     Setting(
         "drain_delay_s",
         1.0,
@@ -142,6 +163,7 @@ class ServiceConfig:
     max_message_mb: int = 64
     max_pixels: int = 100_000_000
     warmup_runs: int = 2
+    batch_workers: int = 0
     ort_threads: int = 0
     drain_delay_s: float = 1.0
     drain_grace_s: float = 30.0
@@ -158,6 +180,14 @@ class ServiceConfig:
     @property
     def model_names(self) -> list[str]:
         return [n.strip() for n in self.models.split(",") if n.strip()]
+
+    def cpu_batch_workers(self) -> int:
+        """Localiser batches at once per model on the CPU provider (on CUDA one: the GPU queues).
+        Auto is one per core up to AUTO_BATCH_WORKERS: each run holds its own activations."""
+        return self.batch_workers or min(cpu_cores(), AUTO_BATCH_WORKERS)
+
+    def intra_op_threads(self) -> int:
+        return self.ort_threads or max(1, cpu_cores() // self.cpu_batch_workers())
 
     @property
     def page_edge_models(self) -> set[str]:

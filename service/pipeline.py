@@ -132,6 +132,9 @@ class Pipeline:
                 name=name,
                 on_batch=functools.partial(on_batch, name) if on_batch else None,
                 active=self.active,
+                workers=(self.config.batch_workers or 1)
+                if model.provider == CUDA
+                else self.config.cpu_batch_workers(),
             )
             for name, model in models.items()
         }
@@ -142,7 +145,11 @@ class Pipeline:
     def from_dir(cls, model_dir: str, config: ServiceConfig | None = None, **kwargs) -> Pipeline:
         config = config or ServiceConfig()
         models = load_repository(
-            model_dir, config.model_names, config.device, config.require_gpu, config.ort_threads
+            model_dir,
+            config.model_names,
+            config.device,
+            config.require_gpu,
+            config.intra_op_threads(),
         )
         return cls(models, config, **kwargs)
 

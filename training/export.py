@@ -73,6 +73,7 @@ CUDA_OPS = frozenset(
         "ReduceSum",
         "Relu",
         "Reshape",
+        "Resize",
         "Round",
         "Shape",
         "Slice",

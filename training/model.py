@@ -21,7 +21,9 @@ class Normalise(nn.Module):
         self.mean, self.std = mean, std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() / 255.0 - self.mean) / self.std
+        # One multiply and one add, not divide, subtract, divide: each pass over a full-size input
+        # costs about 0.5 ms of the document localiser's 35 on a 2-core CPU.
+        return x.float() * (1.0 / (255.0 * self.std)) + (-self.mean / self.std)
 
 
 class SpatialTransformer(nn.Module):

@@ -12,12 +12,14 @@ from training.documents.skew import (
     ProfileSkew,
     SkewRefine,
     SnapRotation,
+    away_from_padding,
     coords,
     degrees,
     half_angle,
     multiply,
     page_ink,
     shift_bank,
+    stroke_contrast,
     turned_rows,
 )
 from training.documents.synth import rotate_expand
@@ -104,3 +106,15 @@ def test_profile_skew_shift_banks_are_small():
     skew = ProfileSkew(384, -1.0)
     weights = sum(b.numel() for name, b in skew.named_buffers() if "bank" in name)
     assert weights < 100_000  # the model file must stay small
+
+
+def test_page_ink_masks_each_block_by_its_small_copy_and_clears_the_padding():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 64, 64, generator=generator) * 2 - 1
+    x[:, :, :, :20] = -1.0  # a letterbox strip, at the padding value
+    keep = away_from_padding(x, -1.0)
+    blocks = keep.repeat_interleave(4, 2).repeat_interleave(4, 3)
+    ink = page_ink(x, -1.0)
+    assert torch.equal(ink, stroke_contrast(x) * blocks)
+    assert float(ink[:, :, :, :24].abs().max()) < 1e-4  # the padding and one block beyond
+    assert torch.equal(ink[:, :, :, 24:], stroke_contrast(x)[:, :, :, 24:])

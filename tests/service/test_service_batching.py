@@ -105,3 +105,52 @@ def test_no_wait_when_no_one_else_is_in_progress():
         assert time.perf_counter() - started < 0.5  # did not sit out the 1 s delay
     finally:
         batcher.stop()
+
+
+def test_two_workers_run_two_batches_at_once():
+    # Each run waits for a second run to start: with one worker at a time this would time out.
+    both_running = threading.Barrier(2, timeout=5)
+
+    def meet(batch):
+        both_running.wait()
+        return batch
+
+    batcher = MicroBatcher(meet, max_batch_size=1, max_delay_s=0, max_queue_size=10, workers=2)
+    try:
+        futures = [batcher.submit(np.full(1, i, np.float32)) for i in range(2)]
+        assert sorted(float(f.result(timeout=10)[0][0]) for f in futures) == [0.0, 1.0]
+        assert batcher.stats.runs == 2
+    finally:
+        batcher.stop()
+
+
+def test_each_worker_takes_its_share_of_the_calls_in_progress():
+    sizes = []
+
+    def record(batch):
+        sizes.append(len(batch))
+        return batch
+
+    # Four calls in progress and two workers: a worker stops at two, leaving the rest to the other.
+    batcher = MicroBatcher(
+        record, max_batch_size=8, max_delay_s=2.0, max_queue_size=10, active=lambda: 4, workers=2
+    )
+    try:
+        futures = [batcher.submit(np.zeros(1)) for _ in range(4)]
+        for future in futures:
+            future.result(timeout=5)
+        assert sorted(sizes) == [2, 2]
+    finally:
+        batcher.stop()
+
+
+def test_stop_ends_every_worker():
+    batcher = MicroBatcher(_double, max_batch_size=2, max_delay_s=0, max_queue_size=10, workers=3)
+    batcher.submit(np.zeros(1)).result(timeout=5)
+    batcher.stop()
+    assert not any(thread.is_alive() for thread in batcher._threads)
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError, match="workers"):
+        MicroBatcher(_double, max_batch_size=2, max_delay_s=0, max_queue_size=10, workers=0)

@@ -62,3 +62,27 @@ def test_replace_validates():
     with pytest.raises(ConfigError):
         ServiceConfig().replace(max_queue_size=0)
     assert ServiceConfig().replace(models="a, b,").model_names == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads", "expected"),
+    [
+        (2, 0, 0, (2, 1)),  # auto: a single-threaded run per core
+        (16, 0, 0, (4, 4)),  # at most four runs, sharing the cores
+        (1, 0, 0, (1, 1)),
+        (8, 1, 0, (1, 8)),  # one run at a time gets every core
+        (8, 2, 3, (2, 3)),  # both set: as given
+    ],
+)
+def test_batch_workers_and_threads_share_the_cores(monkeypatch, cores, workers, threads, expected):
+    monkeypatch.setattr("service.config.cpu_cores", lambda: cores)
+    config = ServiceConfig(batch_workers=workers, ort_threads=threads)
+    assert (config.cpu_batch_workers(), config.intra_op_threads()) == expected
+
+
+def test_every_setting_is_documented():
+    from pathlib import Path
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    for setting in SETTINGS:
+        assert f"| {setting.name} | `{setting.env}` | `{setting.flag}` |" in table, setting.name

@@ -72,7 +72,9 @@ def test_health_not_serving_while_loading_then_serving_then_draining(base_config
 
 
 def test_deadline_expiry_drops_the_queued_work(base_config):
-    handle, port = create_server("127.0.0.1:0", base_config.replace(max_batch_size=1))
+    # One localiser run at a time, so that the slow first call holds it.
+    config = base_config.replace(max_batch_size=1, batch_workers=1)
+    handle, port = create_server("127.0.0.1:0", config)
     client = AlignClient(f"127.0.0.1:{port}")
     try:
         slow = _slow(handle, 0.8)
@@ -93,7 +95,8 @@ def test_deadline_expiry_drops_the_queued_work(base_config):
 
 def test_cancelled_stream_stops_its_work(base_config):
     handle, port = create_server(
-        "127.0.0.1:0", base_config.replace(max_batch_size=1, stream_concurrency=2)
+        "127.0.0.1:0",
+        base_config.replace(max_batch_size=1, stream_concurrency=2, batch_workers=1),
     )
     client = AlignClient(f"127.0.0.1:{port}")
     try:
@@ -116,7 +119,7 @@ def test_cancelled_stream_stops_its_work(base_config):
 
 
 def test_full_queue_is_resource_exhausted(base_config):
-    config = base_config.replace(max_batch_size=1, max_queue_size=1)
+    config = base_config.replace(max_batch_size=1, max_queue_size=1, batch_workers=1)
     handle, port = create_server("127.0.0.1:0", config)
     client = AlignClient(f"127.0.0.1:{port}")
     try:

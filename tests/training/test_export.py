@@ -127,3 +127,12 @@ def test_export_rejects_bad_requests(tmp_path):
         export_model(stn, tmp_path / "m.onnx", input_channels=1)
     with pytest.raises(ValueError, match="input_dtype must be"):
         export_model(stn, tmp_path / "m.onnx", input_dtype="float16")
+
+
+def test_normalise_matches_its_definition():
+    from training.model import Normalise
+
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    for mean, std in ((0.5, 0.5), (0.1307, 0.3081)):
+        want = (x.double() / 255.0 - mean) / std
+        assert float((Normalise(mean, std)(x).double() - want).abs().max()) < 1e-6
