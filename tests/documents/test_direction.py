@@ -133,3 +133,36 @@ def test_graft_reads_the_readers_back_from_an_exported_model(tmp_path):
     assert float(again.layout_weight) == pytest.approx(0.7)
     assert float(again.reader_weight) == pytest.approx(1.25)
     assert float(again.layout_clip) == pytest.approx(3.0)
+
+
+def one_dimensional_evidence(net, weights, q):
+    """What the 1-D net computed: (N, K, S) scaled profiles -> (N * K, 1, S), strip by strip."""
+    import torch.nn.functional as F
+
+    x = q.reshape(-1, 1, q.shape[-1])
+    for i, layer in enumerate(net.net):
+        if isinstance(layer, torch.nn.Conv2d):
+            w, b = weights[f"net.{i}.weight"], weights[f"net.{i}.bias"]
+            x = F.conv1d(x, w, b, padding=layer.padding[1], dilation=layer.dilation[1])
+        else:
+            x = layer(x)
+    return x
+
+
+def test_a_checkpoint_of_the_one_dimensional_net_loads_and_reads_the_same():
+    net = random_net(96)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0, 0.3)
+    old = {k: v.squeeze(2) if v.dim() == 4 else v for k, v in net.state_dict().items()}
+    loaded = ProfileDirection(96)
+    loaded.load_state_dict(old)
+    profiles = torch.rand(2, STRIPS, 96)
+    q = profiles / (profiles.mean((1, 2), keepdim=True) + 1e-4)
+    with torch.no_grad():
+        want = one_dimensional_evidence(net, old, q) - one_dimensional_evidence(
+            net, old, q.flip(-1)
+        )
+        want = want.reshape(2, -1).mean(1)
+        assert want.abs().min() > 1e-3
+        assert torch.equal(loaded(profiles), net(profiles))
+        assert torch.allclose(net(profiles), want, atol=1e-5)

@@ -3,9 +3,9 @@
 Text lines make the row (or column) sums of a page's ink peaky when the page is straight and flat
 when it is turned, so the skew modulo 90 degrees is the angle whose de-rotated page has the most
 peaked profiles (the classic projection-profile method, e.g. Postl 1986). Done here coarse to
-fine: grid_sample over 15 candidate angles, then small turns as shears done by fixed 1-D
-convolutions; no weights, no data-dependent control flow and no ArgMax or Atan (softmax-weighted
-means instead), so it exports to ONNX.
+fine: 15 fixed candidate angles (nearest-pixel sampling by a constant Gather), then small turns as
+shears done by fixed 1-D convolutions; no weights, no data-dependent control flow and no ArgMax or
+Atan (softmax-weighted means instead), so it exports to ONNX.
 
 The profiles also tell which axis the lines lie on once the skew is undone. `SnapRotation` takes
 the skew and axis from the profiles (ProfileSkew on a half-size copy, then SkewRefine at full size)
@@ -50,6 +50,16 @@ def rotation_grid(
     c, s = cos[:, None, None], sin[:, None, None]
     x, y = xs[None, None, :], ys[None, :, None]
     return torch.stack([c * x + s * y, c * y - s * x], dim=-1)
+
+
+def nearest_index(grids: torch.Tensor, side: int) -> torch.Tensor:
+    """Grids (K, h, w, 2) over a side x side image -> (K * h * w,) int32 positions in the image
+    flattened with one zero appended (position side * side): the pixels grid_sample reads in
+    nearest mode with zeros padding (align_corners=False)."""
+    cell = torch.round(((grids + 1) * side - 1) / 2)  # half to even, as grid_sample rounds
+    inside = ((cell >= 0) & (cell < side)).all(-1)
+    index = cell[..., 1] * side + cell[..., 0]
+    return torch.where(inside, index, torch.full_like(index, side * side)).int().flatten()
 
 
 def multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -104,7 +114,9 @@ class ProfileSkew(nn.Module):
         pairs4 = torch.stack([(4 * coarse).cos(), (4 * coarse).sin()], 1)
         self.register_buffer("coarse_pairs4", pairs4, False)
         self.register_buffer("xs_full", coords(size), False)
-        self.register_buffer("xs_coarse", coords(size // COARSE_POOL), False)
+        side = size // COARSE_POOL
+        grids = rotation_grid(coarse.cos(), coarse.sin(), coords(side))
+        self.register_buffer("coarse_index", nearest_index(grids, side), False)
         self.register_buffer("xs_narrow", coords(size // self.POOL), False)
         for i, (span, step) in enumerate(levels):
             offsets = torch.deg2rad(torch.arange(-span, span + step / 2, step))
@@ -117,16 +129,17 @@ class ProfileSkew(nn.Module):
     def ink(self, x: torch.Tensor, disc: torch.Tensor) -> torch.Tensor:
         return ink_map(x, disc, self.fill_value)
 
-    @staticmethod
-    def _sample(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        """Each of N images through each of K grids: (N*K, 1, h, w). Nearest-pixel sampling: the
-        coarse search only ranks candidates 6 degrees apart, and it is cheaper than bilinear."""
-        n, k = images.shape[0], grids.shape[0]
-        stack = images[:, None].expand(n, k, *images.shape[1:]).reshape(n * k, *images.shape[1:])
-        tiled = grids[None].expand(n, *grids.shape).reshape(n * k, *grids.shape[1:])
-        return F.grid_sample(
-            stack, tiled, mode="nearest", padding_mode="zeros", align_corners=False
-        )
+    def _coarse_scores(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(N, 1, s, s) -> (N, K) profile scores of the copy de-rotated by each candidate angle,
+        nearest pixel (the coarse search only ranks candidates 6 degrees apart). The angles are
+        fixed, so the de-rotation is one Gather by a constant index, several times cheaper in ONNX
+        Runtime than GridSample; on pixels laid out (s * s, N) it copies N at a time."""
+        n, side = pooled.shape[0], int(pooled.shape[-1])
+        flat = pooled.reshape(n, side * side).t()
+        padded = torch.cat([flat, flat[:1] * 0.0], 0)  # the zero that points outside read
+        turned = padded.index_select(0, self.coarse_index).reshape(-1, side, side, n)
+        score = turned.sum(2).square().mean(1) + turned.sum(1).square().mean(1)
+        return score.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.measure(x)[0]
@@ -141,14 +154,10 @@ class ProfileSkew(nn.Module):
         n = x.shape[0]
         # Coordinates tied to the input, so that export does not fold the grids into constants.
         one = x[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0
-        full, small, narrow = self.xs_full * one, self.xs_coarse * one, self.xs_narrow * one
+        full, narrow = self.xs_full * one, self.xs_narrow * one
         disc = ((1.0 - full[None, :] ** 2 - full[:, None] ** 2) * 1e4).clamp(0.0, 1.0)
         ink = self.ink(x[:, :1], disc)
-        coarse_grid = rotation_grid(self.coarse_cos, self.coarse_sin, small)
-        turned = self._sample(F.avg_pool2d(ink, COARSE_POOL), coarse_grid)
-        k = self.coarse_cos.shape[0]
-        score = turned.sum(-1).reshape(n, k, -1).square().mean(-1)
-        score = score + turned.sum(-2).reshape(n, k, -1).square().mean(-1)
+        score = self._coarse_scores(F.avg_pool2d(ink, COARSE_POOL))
         estimate = half_angle(half_angle(unit(candidate_weights(score) @ self.coarse_pairs4)))
         # Fine: one de-rotation by the coarse estimate, then small turns d as shears of copies
         # squashed along the lines (rows averaged over POOL columns for the row profile, and the
