@@ -100,7 +100,7 @@ class AlignmentServer:
             log.info(
                 "model ready",
                 extra={"model": name, "family": model.family, "provider": model.provider,
-                       "warp": pipeline.warp_backend(model)},
+                       "warp": pipeline.warp_backend(model), "batch_workers": batcher.workers},
             )  # fmt: skip
         self.pipeline = pipeline
         self._set_health(health_pb2.HealthCheckResponse.SERVING)

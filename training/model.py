@@ -21,8 +21,8 @@ class Normalise(nn.Module):
         self.mean, self.std = mean, std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One multiply and one add, not divide, subtract, divide: each pass over a full-size input
-        # costs about 0.5 ms of the document localiser's 35 on a 2-core CPU.
+        # One multiply and one add, not divide, subtract, divide: one pass fewer over the input,
+        # which for the document models is a full-size page.
         return x.float() * (1.0 / (255.0 * self.std)) + (-self.mean / self.std)
 
 

@@ -60,7 +60,7 @@ class ProfileDirection(nn.Module):
         # Dilations 1, 2, 4: a receptive field of 43 rows, a line and its neighbours' gaps at the
         # body sizes a 768 px page shows. 1-D convolutions along each strip's profile, written as
         # 1 x 7 2-D ones over the strips stacked as rows: ONNX Runtime's 2-D kernels ran this net
-        # 1.8 times as fast as its 1-D ones (2-core CPU). Checkpoints of the 1-D net still load.
+        # about twice as fast as its 1-D ones (bench/localiser_ops.py). 1-D checkpoints still load.
         self.net = nn.Sequential(
             nn.Conv2d(1, width, (1, 7), padding=(0, 3)),
             nn.ReLU(),

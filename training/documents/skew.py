@@ -132,8 +132,9 @@ class ProfileSkew(nn.Module):
     def _coarse_scores(self, pooled: torch.Tensor) -> torch.Tensor:
         """(N, 1, s, s) -> (N, K) profile scores of the copy de-rotated by each candidate angle,
         nearest pixel (the coarse search only ranks candidates 6 degrees apart). The angles are
-        fixed, so the de-rotation is one Gather by a constant index, several times cheaper in ONNX
-        Runtime than GridSample; on pixels laid out (s * s, N) it copies N at a time."""
+        fixed, so the de-rotation is one Gather by a constant index, about four times cheaper in
+        ONNX Runtime than GridSample (bench/localiser_ops.py); on pixels laid out (s * s, N) it
+        copies N at a time."""
         n, side = pooled.shape[0], int(pooled.shape[-1])
         flat = pooled.reshape(n, side * side).t()
         padded = torch.cat([flat, flat[:1] * 0.0], 0)  # the zero that points outside read
@@ -247,8 +248,8 @@ def page_ink(x: torch.Tensor, fill_value: float, pool: int = 4) -> torch.Tensor:
     """Images (N, 1, S, S), normalised -> stroke contrast, zero on and near the letterbox padding:
     ink_map's work with a cheaper mask (away_from_padding, on a copy `pool` times smaller), for the
     full-size input."""
-    # Spread to full size by a nearest-neighbour Resize: ONNX Runtime's Expand, or a 6-D
-    # broadcast, of the small mask took 2.5-3.5 ms a page against 1.8 (2-core CPU).
+    # Spread to full size by a nearest-neighbour Resize: in ONNX Runtime an Expand, or a 6-D
+    # broadcast, of the small mask took about twice as long (bench/localiser_ops.py).
     keep = F.interpolate(away_from_padding(x, fill_value, pool), scale_factor=pool, mode="nearest")
     return stroke_contrast(x) * keep
 
