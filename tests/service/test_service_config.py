@@ -86,3 +86,18 @@ def test_every_setting_is_documented():
     table = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
     for setting in SETTINGS:
         assert f"| {setting.name} | `{setting.env}` | `{setting.flag}` |" in table, setting.name
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("150000 100000\n", 2), ("max 100000\n", None), ("junk", None)]
+)
+def test_cpu_cores_follow_a_container_quota(monkeypatch, tmp_path, cpu_max, expected):
+    import os
+
+    from service import config
+
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    monkeypatch.setattr(config, "CPU_MAX", path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)), raising=False)
+    assert config.cpu_cores() == (expected or 16)
