@@ -6,6 +6,11 @@ a few threads so the micro-batcher can batch them. Prints the median of several 
 
     .venv/bin/python bench/documents_throughput.py --model doc-rotation --pages 100 --runs 5
     .venv/bin/python bench/documents_throughput.py --model doc-perspective+doc-rotation
+    .venv/bin/python bench/documents_throughput.py --batch-workers 1 --threads 2  # the old way
+
+The localiser runs as the service's settings say (batch_workers, ort_threads; 0 for either means
+the service's default). Besides pages/s it prints the cores kept busy (process CPU time over wall
+time): with the pages/s, that tells a slow machine from idle cores.
 
 Target (issue 4): at least 50 pages/s on 2 CPU cores for one model.
 """
