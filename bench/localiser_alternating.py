@@ -18,6 +18,29 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def cpu_options(threads: int):
+    """ONNX Runtime session options: `threads` intra-op threads, errors-only logging."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return options
+
+
+def alternate(runs: list[tuple], rounds: int, calls: int) -> list[list[float]]:
+    """(session, feed) pairs timed in turn, `calls` calls each a round -> per pair, the mean ms a
+    call of each round. Taking turns makes a busy or throttled machine weigh on all alike."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for spent, (session, feed) in zip(times, runs, strict=True):
+            start = time.perf_counter()
+            for _ in range(calls):
+                session.run(None, feed)
+            spent.append((time.perf_counter() - start) / calls * 1000)
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     import cv2
     import onnxruntime as ort
@@ -32,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=10, help="calls per model a round")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     args = parser.parse_args(argv)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.log_severity_level = 3
+    options = cpu_options(args.threads)
     sessions = [
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         for path in args.models
@@ -47,13 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     feeds = [{s.get_inputs()[0].name: x} for s in sessions]
     for path, session, feed in zip(args.models, sessions, feeds, strict=True):
         print(f"{path}: theta {np.round(session.run(None, feed)[0], 4).tolist()}")
-    times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(args.rounds):
-        for spent, session, feed in zip(times, sessions, feeds, strict=True):
-            start = time.perf_counter()
-            for _ in range(args.calls):
-                session.run(None, feed)
-            spent.append((time.perf_counter() - start) / args.calls * 1000)
+    times = alternate(list(zip(sessions, feeds, strict=True)), args.rounds, args.calls)
     for path, spent in zip(args.models, times, strict=True):
         print(f"{path}: median {np.median(spent):.2f} ms a call over {args.rounds} rounds")
     return 0

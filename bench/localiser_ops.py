@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.localiser_alternating import alternate, cpu_options  # noqa: E402
 
 
 def variants(batch: int):
@@ -125,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
     parser.add_argument("--calls", type=int, default=5, help="calls per variant a round")
     args = parser.parse_args(argv)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.log_severity_level = 3
+    options = cpu_options(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for part, candidates in variants(args.batch).items():
             sessions, reference = [], None
@@ -143,15 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: {part}: {name} differs from the first", file=sys.stderr)
                     return 1
                 sessions.append((name, session, feed))
-            times: list[list[float]] = [[] for _ in sessions]
-            for _ in range(args.rounds):
-                for spent, (_, session, feed) in zip(times, sessions, strict=True):
-                    start = time.perf_counter()
-                    for _ in range(args.calls):
-                        session.run(None, feed)
-                    spent.append((time.perf_counter() - start) / args.calls / args.batch * 1000)
+            runs = [(session, feed) for _, session, feed in sessions]
+            times = alternate(runs, args.rounds, args.calls)
             for (name, _, _), spent in zip(sessions, times, strict=True):
-                print(f"{part}: {name}: median {np.median(spent):.2f} ms a page")
+                print(f"{part}: {name}: median {np.median(spent) / args.batch:.2f} ms a page")
     return 0
 
 

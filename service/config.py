@@ -193,9 +193,13 @@ class ServiceConfig:
         return [n.strip() for n in self.models.split(",") if n.strip()]
 
     def cpu_batch_workers(self) -> int:
-        """Localiser batches at once per model on the CPU provider (on CUDA one: the GPU queues).
-        Auto is one per core up to AUTO_BATCH_WORKERS: each run holds its own activations."""
+        """Localiser batches at once per model on the CPU provider. Auto is one per core up to
+        AUTO_BATCH_WORKERS: each run holds its own activations."""
         return self.batch_workers or min(cpu_cores(), AUTO_BATCH_WORKERS)
+
+    def batch_workers_for(self, on_cuda: bool) -> int:
+        """Localiser batches at once for a model on CUDA (auto: one, the GPU queues) or the CPU."""
+        return (self.batch_workers or 1) if on_cuda else self.cpu_batch_workers()
 
     def intra_op_threads(self) -> int:
         return self.ort_threads or max(1, cpu_cores() // self.cpu_batch_workers())

@@ -132,9 +132,7 @@ class Pipeline:
                 name=name,
                 on_batch=functools.partial(on_batch, name) if on_batch else None,
                 active=self.active,
-                workers=(self.config.batch_workers or 1)
-                if model.provider == CUDA
-                else self.config.cpu_batch_workers(),
+                workers=self.config.batch_workers_for(model.provider == CUDA),
             )
             for name, model in models.items()
         }

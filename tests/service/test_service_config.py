@@ -77,7 +77,8 @@ def test_replace_validates():
 def test_batch_workers_and_threads_share_the_cores(monkeypatch, cores, workers, threads, expected):
     monkeypatch.setattr("service.config.cpu_cores", lambda: cores)
     config = ServiceConfig(batch_workers=workers, ort_threads=threads)
-    assert (config.cpu_batch_workers(), config.intra_op_threads()) == expected
+    assert (config.batch_workers_for(False), config.intra_op_threads()) == expected
+    assert config.batch_workers_for(True) == (workers or 1)  # the GPU queues: one unless set
 
 
 def test_every_setting_is_documented():
