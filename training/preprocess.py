@@ -69,4 +69,4 @@ def localiser_input(image: np.ndarray, size: int, mode: str, fill: int = 0) -> n
 
 def _interpolation(hw: Size, size: int) -> int:
     # INTER_AREA averages when shrinking, which keeps thin text strokes visible at small sizes.
-    return cv2.INTER_AREA if max(hw) > size else cv2.INTER_LINEAR
+    return cv2.INTER_AREA if max(hw) >= 2 * size else cv2.INTER_LINEAR

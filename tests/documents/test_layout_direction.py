@@ -131,7 +131,8 @@ def test_the_command_fits_the_reader_then_can_choose_the_weights_again(tmp_path)
     fit, saved = load_snap(tmp_path / "fit.pt")
     assert saved["layout_direction"]["steps"] == 3
     assert float(fit.layout.head.weight.detach().abs().max()) > 0  # it was trained
-    args = [str(tmp_path / "fit.pt"), "-o", str(tmp_path / "again.pt"), *common, "--weights-only"]
+    again_args = [str(tmp_path / "fit.pt"), "-o", str(tmp_path / "again.pt"), *common]
+    args = [*again_args, "--val-pages", "8", "--weights-only"]
     assert main(args) == 0
     again, saved = load_snap(tmp_path / "again.pt")
     assert saved["layout_direction"]["weights_only"] is True
