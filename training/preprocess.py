@@ -69,4 +69,6 @@ def localiser_input(image: np.ndarray, size: int, mode: str, fill: int = 0) -> n
 
 def _interpolation(hw: Size, size: int) -> int:
     # INTER_AREA averages when shrinking, which keeps thin text strokes visible at small sizes.
+    # Below a 2x shrink linear already reads every input pixel, and OpenCV's area path for such
+    # ratios took 6.3 ms against 1.3 for a 1 MP page (doc-rotation scored the same either way).
     return cv2.INTER_AREA if max(hw) >= 2 * size else cv2.INTER_LINEAR

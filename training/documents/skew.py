@@ -146,18 +146,22 @@ class ProfileSkew(nn.Module):
         return self.measure(x)[0]
 
     @torch.no_grad()
-    def measure(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def measure(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(skew (N, 2) as in forward, along (N,)): along is 1 where, once the skew is undone, the
         lines run along the rows (text upright or upside down), 0 where they run down the columns
         (a quarter turn either way). Lines make a profile jump from line to gap every few pixels;
         the other direction's profile changes slowly (margins, column gutters), so the profile
-        that changes more from one pixel to the next is the one across the lines."""
+        that changes more from one pixel to the next is the one across the lines. `keep`
+        (N, 1, S, S), 1 on the page and 0 on and near the letterbox padding, replaces ink_map's
+        own mask when the caller has one."""
         n = x.shape[0]
         # Coordinates tied to the input, so that export does not fold the grids into constants.
-        one = x[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0
+        one = first_value(x) * 0.0 + 1.0
         full, narrow = self.xs_full * one, self.xs_narrow * one
         disc = ((1.0 - full[None, :] ** 2 - full[:, None] ** 2) * 1e4).clamp(0.0, 1.0)
-        ink = self.ink(x[:, :1], disc)
+        ink = self.ink(x[:, :1], disc) if keep is None else stroke_contrast(x[:, :1]) * keep * disc
         score = self._coarse_scores(F.avg_pool2d(ink, COARSE_POOL))
         estimate = half_angle(half_angle(unit(candidate_weights(score) @ self.coarse_pairs4)))
         # Fine: one de-rotation by the coarse estimate, then small turns d as shears of copies
@@ -246,19 +250,24 @@ def ink_map(x: torch.Tensor, disc: torch.Tensor, fill_value: float) -> torch.Ten
     return stroke_contrast(x) * (1.0 - pad) * disc
 
 
-def page_ink(
-    x: torch.Tensor, fill_value: float, pool: int = 4, half: torch.Tensor | None = None
-) -> torch.Tensor:
+def page_ink(x: torch.Tensor, fill_value: float, pool: int = 4) -> torch.Tensor:
     """Images (N, 1, S, S), normalised -> stroke contrast, zero on and near the letterbox padding:
     ink_map's work with a cheaper mask (away_from_padding, on a copy `pool` times smaller), for the
-    full-size input. `half`, x averaged by 2 when the caller has it, gives the mask the same means
-    from a quarter of the reads."""
-    small = x if half is None else half
-    keep = away_from_padding(small, fill_value, pool * int(small.shape[-1]) // int(x.shape[-1]))
-    # Spread to full size by a nearest-neighbour Resize: in ONNX Runtime an Expand, or a 6-D
-    # broadcast, of the small mask took about twice as long (bench/localiser_ops.py).
-    keep = F.interpolate(keep, scale_factor=pool, mode="nearest")
-    return stroke_contrast(x) * keep
+    full-size input."""
+    return stroke_contrast(x) * spread(away_from_padding(x, fill_value, pool), x)
+
+
+def spread(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A mask (N, 1, s, s) from away_from_padding -> (N, 1, S, S) as `like`, each cell repeated."""
+    # A nearest-neighbour Resize: in ONNX Runtime an Expand, or a 6-D broadcast, of the small mask
+    # took about twice as long (bench/localiser_ops.py).
+    return F.interpolate(keep, scale_factor=int(like.shape[-1]) // int(keep.shape[-1]))
+
+
+def first_value(x: torch.Tensor) -> torch.Tensor:
+    """x's first element as a (1,) tensor, by one Slice of the flattened tensor: x[:1, :1, :1, 0]
+    exports as a chain of Slices, the first of which copies a whole page."""
+    return x.reshape(-1)[:1]
 
 
 def away_from_padding(x: torch.Tensor, fill_value: float, pool: int = 4) -> torch.Tensor:
@@ -275,7 +284,7 @@ def turned_rows(ink: torch.Tensor, pair: torch.Tensor, along: int = ALONG) -> to
     Means over strips of the rows need no more, and this resampling is the costliest op of the
     model: done once, for the skew's last level and the direction readers."""
     size = int(ink.shape[-1])
-    one = ink[:1, :1, :1, 0].reshape(1) * 0.0 + 1.0  # grids tied to the input: not folded by export
+    one = first_value(ink) * 0.0 + 1.0  # grids tied to the input: not folded by export
     rows = coords(size).to(ink.device) * one
     grid = rotation_grid(pair[:, 0], pair[:, 1], coords(size // along).to(ink.device) * one, rows)
     return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -393,9 +402,15 @@ class SnapRotation(nn.Module):
         from training.documents.layout_direction import layout_page
 
         half = F.avg_pool2d(x, 2)
-        skew, along = self.skew.measure(half[:, :1])
+        grey, half_grey = (x, half) if x.shape[1] == 1 else (x[:, :1], half[:, :1])
+        # One padding mask for both sizes, from the half-size copy: a quarter of the reads of the
+        # full-size one, and the half-size level needs no max pools of its own.
+        keep = away_from_padding(half_grey, self.fill_value, 2)
+        # Grown by one more cell for the half-size level: its 5 x 5 contrast reaches twice as far.
+        wider = 1.0 - max_pool_square(1.0 - keep, 3)
+        skew, along = self.skew.measure(half_grey, spread(wider, half_grey))
         rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
-        rows = turned_rows(page_ink(x[:, :1], self.fill_value, half=half[:, :1]), rough, self.along)
+        rows = turned_rows(stroke_contrast(grey) * spread(keep, grey), rough, self.along)
         base = self.refine(rows, rough)
         # A sixth-size copy is a third of the half-size one: the same means, a quarter the reads.
         cascade = unit(self.reader(F.avg_pool2d(half, 3)), 1e-6)
