@@ -15,10 +15,12 @@ from training.documents.skew import (
     away_from_padding,
     coords,
     degrees,
+    first_value,
     half_angle,
     multiply,
     page_ink,
     shift_bank,
+    spread,
     stroke_contrast,
     turned_rows,
 )
@@ -118,3 +120,12 @@ def test_page_ink_masks_each_block_by_its_small_copy_and_clears_the_padding():
     assert torch.equal(ink, stroke_contrast(x) * blocks)
     assert float(ink[:, :, :, :24].abs().max()) < 1e-4  # the padding and one block beyond
     assert torch.equal(ink[:, :, :, 24:], stroke_contrast(x)[:, :, :, 24:])
+
+
+def test_first_value_and_spread():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4) + 3.0
+    assert first_value(x).tolist() == [3.0]
+    keep = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    spread_out = spread(keep, torch.zeros(1, 1, 8, 8))
+    assert spread_out.shape == (1, 1, 8, 8)
+    assert torch.equal(spread_out, keep.repeat_interleave(4, 2).repeat_interleave(4, 3))
