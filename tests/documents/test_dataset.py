@@ -26,7 +26,7 @@ def config(bank, family, size=64):
     return cfg
 
 
-@pytest.mark.parametrize("family,count", [("rotation", 2), ("projective", 8)])
+@pytest.mark.parametrize("family,count", [("rotation", 2), ("projective", 8), ("tps", 32)])
 def test_items_are_deterministic_and_well_formed(bank, family, count):
     cfg = config(bank, family)
     a, b = build_dataset(cfg, "train"), build_dataset(cfg, "train")

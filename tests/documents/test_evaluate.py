@@ -98,3 +98,18 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "truth.csv" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "nothing to score" in capsys.readouterr().err
+
+
+def test_dewarp_mode_scores_the_identity_beside_the_model(pages_dir):
+    from training.documents import metrics
+
+    a = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))
+    b = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))
+    assert len(a) == 4
+    assert all(np.array_equal(x.truth_params, y.truth_params) for x, y in zip(a, b, strict=True))
+    report = evaluate.evaluate(pages_dir, None, mode="dewarp", rotations=2, seed=1, progress=False)
+    rows = report["predictions"]["no dewarping"]
+    want = [metrics.grid_error(np.zeros(32), s.truth_params, s.image.shape[:2]) for s in a]
+    assert [r["grid_error_pct"] for r in rows] == pytest.approx(want, abs=1e-4)
+    assert report["summary"]["no dewarping"]["mean_pct"] == pytest.approx(np.mean(want), abs=1e-3)
+    assert min(want) > 0.0

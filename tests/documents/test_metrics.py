@@ -60,3 +60,13 @@ def test_table_has_a_row_per_method():
     rows = {"a": metrics.rotation_summary([1.0], 1.0), "b": metrics.rotation_summary([2.0], 1.0)}
     text = metrics.format_table(rows, metrics.ROTATION_COLUMNS)
     assert text.count("\n") == 3 and "| a |" in text and "| b |" in text
+
+
+def test_grid_error_in_percent_of_diagonal():
+    truth = np.zeros(32)
+    shifted = np.tile([0.02, 0.0], 16)  # every control point 1% of the width to the right
+    # A TPS through displaced control points moves every point alike: 0.01 * 300 px = 3 px.
+    assert metrics.grid_error(shifted, truth, (400, 300)) == pytest.approx(3 / 500 * 100)
+    assert metrics.grid_error(truth, truth, (400, 300)) == 0.0
+    assert metrics.grid_error(None, truth, (400, 300)) == 100.0
+    assert metrics.grid_error(np.full(32, np.nan), truth, (400, 300)) == 100.0

@@ -18,7 +18,8 @@ def add_commands(subparsers) -> None:
             "Score a document model on the pages in DIR (images + truth.csv with "
             "file,content_angle). Rotation mode turns each page by K seeded angles over the whole "
             "circle; perspective mode lays each page on K seeded backgrounds under random "
-            "homographies. Prints a table and writes OUT/results.json, OUT/errors.png "
+            "homographies; dewarp mode bends each upright page by K seeded book curls. Prints "
+            "a table and writes OUT/results.json, OUT/errors.png "
             "(sorted error curves) and OUT/contact.png."
         ),
     )
@@ -31,16 +32,18 @@ def add_commands(subparsers) -> None:
     )
     ev.add_argument(
         "--mode",
-        choices=("rotation", "perspective"),
+        choices=("rotation", "perspective", "dewarp"),
         default=None,
-        help="what to score (default: perspective for a projective model, else rotation)",
+        help="what to score (default: perspective for a projective model, dewarp for a "
+        "thin-plate-spline one, else rotation)",
     )
     ev.add_argument(
         "--rotations",
         type=int,
         default=8,
         metavar="K",
-        help="generated copies per page (angles, or homographies in perspective mode); "
+        help="generated copies per page (angles; homographies in perspective mode; curls in "
+        "dewarp mode); "
         "0 scores the pages as they are (rotation mode). Default 8",
     )
     ev.add_argument("--seed", type=int, default=0, help="seed for the generated copies (default 0)")
@@ -97,7 +100,7 @@ def _mode_for(model_dir: str, model: str | None) -> str:
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return "perspective" if meta.get("family") == "projective" else "rotation"
+    return {"projective": "perspective", "tps": "dewarp"}.get(meta.get("family", ""), "rotation")
 
 
 def run_evaluate(args) -> int:

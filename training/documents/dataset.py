@@ -1,9 +1,10 @@
 """Training data for document localisers: bank pages, degraded and transformed on the fly.
 
 `build_dataset(cfg, split)` is the `documents` entry of training.data.DATASETS. Config keys used:
-- model.family: "rotation" (pages turned over up to data.max_rotation degrees; 180 = whole circle)
-  or "projective" (pages photographed on a background: in-plane turn up to data.max_rotation,
-  corners pushed by up to data.max_corner of the page size);
+- model.family: "rotation" (pages turned over up to data.max_rotation degrees; 180 = whole circle),
+  "projective" (pages photographed on a background: in-plane turn up to data.max_rotation,
+  corners pushed by up to data.max_corner of the page size) or "tps" (flat-framed pages bent by a
+  book's curl, training.documents.curl; model.tps_grid control points);
 - model.input_size, model.channels, model.letterbox_fill: the localiser's input;
 - data.path: the page bank folder (default runs/pages; rendered on first use if missing);
 - data.train_size, data.val_size: items per epoch; seed: everything is drawn from (seed, split, i).
@@ -23,12 +24,12 @@ import torch
 from torch.utils.data import Dataset
 
 from training import geometry
-from training.documents import degrade, synth
+from training.documents import curl, degrade, synth
 from training.documents.bank import DEFAULT_BANK, MANIFEST, build_bank, load_bank
 from training.preprocess import localiser_input, to_channels
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-FAMILIES = ("rotation", "projective")
+FAMILIES = ("rotation", "projective", "tps")
 SCANNED_SHEETS = 0.2  # share of photographed pages that are scans with a dark frame
 
 
@@ -91,6 +92,17 @@ def photograph(ink, other, rng, long_side: float, max_rotation: float, max_corne
     return photo, quad
 
 
+def dewarp_item(ink, other, rng, size: int, grid: int):
+    """(localiser input HxWx1, params) for a page bent by a book's curl: the page fills the frame
+    (as after doc-perspective), lit unevenly and through a camera."""
+    page = coloured_page(ink, rng, size * rng.uniform(1.3, 2.2), other)
+    params = curl.random_curl(rng, grid)
+    fill = int(rng.integers(0, 256))
+    bent = curl.curl_page(page, params, fill, grid)
+    bent = degrade.camera(degrade.lighting(bent, rng), rng)
+    return localiser_input(bent[:, :, None], size, "stretch"), params
+
+
 class DocumentDataset(Dataset):
     def __init__(self, cfg, split: str):
         family = cfg.model.family
@@ -103,6 +115,7 @@ class DocumentDataset(Dataset):
         self.family = family
         self.size, self.channels = cfg.model.input_size, cfg.model.channels
         self.fill = cfg.model.letterbox_fill
+        self.tps_grid = cfg.model.tps_grid
         self.data = cfg.data
         self.seed = (cfg.seed, SPLIT_IDS[split])
         self.length = cfg.data.train_size if split == "train" else cfg.data.val_size
@@ -124,6 +137,8 @@ class DocumentDataset(Dataset):
         d = self.data
         if self.family == "rotation":
             image, params = rotation_item(ink, other, rng, self.size, d.max_rotation, self.fill)
+        elif self.family == "tps":
+            image, params = dewarp_item(ink, other, rng, self.size, self.tps_grid)
         else:
             image, params = projective_item(
                 ink, other, rng, self.size, d.max_rotation, d.max_corner

@@ -7,6 +7,11 @@ is compared with content_angle + applied angle. With K = 0 the pages are scored 
 Perspective mode: every page is laid on K seeded backgrounds under random homographies (the same
 generator as training, see synth.py) and scored by the mean corner error in % of the page diagonal.
 
+Dewarp mode: every upright page is bent by K seeded book curls (the generator of training, curl.py)
+and scored by the mean distance between where the predicted and the true thin-plate splines send a
+16 x 16 grid of points, in % of the page diagonal; "no dewarping" (the identity) is scored beside
+the model, for scale.
+
 Models are run through service.pipeline.Pipeline, the code path the server and `stn rectify` use,
 so the pages/s column is localise + warp as users get it (decode and page generation excluded).
 """
@@ -23,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.documents import metrics, peers, synth
+from training.documents import curl, metrics, peers, synth
 from training.geometry import wrap_degrees
 
 MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
@@ -41,6 +46,7 @@ class Sample:
     applied: float | None = None  # rotation applied, degrees (rotation mode)
     truth_angle: float | None = None
     truth_corners: np.ndarray | None = None  # perspective mode, 4x2 pixels
+    truth_params: np.ndarray | None = None  # dewarp mode, the curl's TPS displacements
 
 
 @dataclass
@@ -110,10 +116,7 @@ def perspective_samples(
     for index, (name, content) in enumerate(read_truth(folder)):
         if only is not None and name not in only:
             continue
-        page = load_rgb(folder / name)
-        # Perspective truth needs an upright page: straighten the known content angle first.
-        if abs(content) > 0.01:
-            page = synth.rotate_expand(page, -content, synth.border_tone(page))
+        page = upright_page(folder, name, content)
         rng = np.random.default_rng([seed, index, 1])
         for k in range(max(1, count)):
             long_side = min(MAX_CANVAS, max(page.shape[:2]) * rng.uniform(1.1, 1.4))
@@ -131,6 +134,27 @@ def perspective_samples(
             yield Sample(f"{name}@{k}", name, photo, truth_corners=quad)
 
 
+def upright_page(folder: Path, name: str, content: float) -> np.ndarray:
+    """The page straightened by its known content angle: perspective and curl truth need one."""
+    page = load_rgb(folder / name)
+    if abs(content) > 0.01:
+        page = synth.rotate_expand(page, -content, synth.border_tone(page))
+    return page
+
+
+def dewarp_samples(folder: Path, count: int, seed: int, only=None):
+    """Yield Samples: each upright page (at most MAX_CANVAS px) bent by `count` seeded curls."""
+    for index, (name, content) in enumerate(read_truth(folder)):
+        if only is not None and name not in only:
+            continue
+        page = shrink(upright_page(folder, name, content), MAX_CANVAS)
+        rng = np.random.default_rng([seed, index, 2])
+        for k in range(max(1, count)):
+            params = curl.random_curl(rng)
+            bent = curl.curl_page(page, params, int(rng.integers(0, 256)))
+            yield Sample(f"{name}@{k}", name, bent, truth_params=params)
+
+
 def model_method(pipeline, model: str, mode: str):
     """A method function for one exported model, through the service pipeline."""
     from service.pipeline import AlignOptions
@@ -139,7 +163,8 @@ def model_method(pipeline, model: str, mode: str):
 
     def run(image: np.ndarray):
         result = pipeline.align(image, options)
-        answer = result.angle if mode == "rotation" else result.corners
+        answers = {"rotation": result.angle, "perspective": result.corners}
+        answer = answers[mode] if mode in answers else result.stages[-1].theta
         return answer, result.rectified
 
     return run
@@ -173,6 +198,8 @@ def evaluate(
         )
         pipeline.warmup(1)
         methods[model] = model_method(pipeline, model, mode)
+    if mode == "dewarp":
+        methods["no dewarping"] = lambda image: (np.zeros(32, np.float32), None)
     if use_peers:
         found = peers.available_peers(mode)
         if peer_names:
@@ -188,11 +215,8 @@ def evaluate(
                 "and no --model was given"
             )
         raise ValueError("nothing to evaluate: give --model and/or --peers")
-    samples = (
-        rotation_samples(folder, rotations, seed)
-        if mode == "rotation"
-        else (perspective_samples(folder, rotations, seed))
-    )
+    makers = {"rotation": rotation_samples, "perspective": perspective_samples}
+    samples = makers.get(mode, dewarp_samples)(folder, rotations, seed)
     total = len(read_truth(folder)) * max(1, rotations)
     results = {name: MethodResult() for name in methods}
     sheet: list[tuple[np.ndarray, np.ndarray | None, str]] = []
@@ -259,6 +283,11 @@ def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
                 "true_angle": round(sample.truth_angle, 3),
                 "error_deg": round(error, 4),
             }
+        )
+    elif mode == "dewarp":
+        error = metrics.grid_error(answer, sample.truth_params, sample.image.shape[:2])
+        result.predictions.append(
+            {"file": sample.name, "source": sample.source, "grid_error_pct": round(error, 4)}
         )
     else:
         error = metrics.corner_error(answer, sample.truth_corners)

@@ -27,7 +27,8 @@ def error_curves(errors: dict[str, list[float]], path: str | Path, mode: str) ->
         for level in (0.1, 0.5, 45.0):
             ax.axhline(level, color="grey", linewidth=0.6, linestyle=":")
     else:
-        ax.set_ylabel("mean corner error (% of page diagonal, log)")
+        what = "grid point" if mode == "dewarp" else "corner"
+        ax.set_ylabel(f"mean {what} error (% of page diagonal, log)")
         ax.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
     ax.set_yscale("log")
     ax.set_xlabel("share of pages (%), sorted by error")

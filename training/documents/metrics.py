@@ -1,4 +1,5 @@
-"""Scores for document alignment: angle errors and page-corner errors, and their summaries.
+"""Scores for document alignment: angle errors, page-corner errors and dewarping grid errors, and
+their summaries.
 
 A method that gives no answer for an image (a peer that found no text, no page outline) is scored
 with the worst possible error (180 degrees, or 100% of the diagonal) and counted in `failed`.
@@ -10,6 +11,7 @@ import math
 
 import numpy as np
 
+from training import geometry
 from training.geometry import wrap_degrees
 
 WORST_ANGLE = 180.0
@@ -37,6 +39,23 @@ def corner_error(predicted: np.ndarray | None, truth: np.ndarray) -> float:
         return WORST_CORNER
     diagonal = (np.linalg.norm(truth[2] - truth[0]) + np.linalg.norm(truth[3] - truth[1])) / 2.0
     return float(np.linalg.norm(predicted - truth, axis=1).mean() / diagonal * 100.0)
+
+
+def grid_error(predicted, truth, hw: tuple[int, int], tps_grid: int = 4, points: int = 16) -> float:
+    """Mean distance between where the predicted and the true thin-plate splines send a
+    points x points grid of output points (pixels of an image of size hw), as % of its diagonal."""
+    if predicted is None:
+        return WORST_CORNER
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(predicted)):
+        return WORST_CORNER
+    grid = geometry.axis_grid((points, points)).reshape(-1, 2)
+    h, w = hw
+    scale = np.array([w / 2.0, h / 2.0])
+    moved = geometry.tps_points(predicted, tps_grid, grid) - geometry.tps_points(
+        np.asarray(truth, dtype=np.float64), tps_grid, grid
+    )
+    return float(np.linalg.norm(moved * scale, axis=1).mean() / math.hypot(h, w) * 100.0)
 
 
 def top_mean(errors: np.ndarray, share: float = 0.8) -> float:

@@ -1,6 +1,6 @@
 """The `doc` localiser for document pages. Rotation models of input 384 and up use
 skew.SnapRotation; projective models (and smaller rotation ones) use the learned two-stage cascade
-here.
+here, thin-plate-spline models (doc-dewarp) one of its stages.
 
 Stage one looks at a half-size copy and makes a coarse estimate over the whole range. The input is
 then re-sampled by that estimate (grid_sample, in-graph) and stage two, at full size, predicts the
@@ -111,13 +111,18 @@ def build_localiser(cfg, num_params: int) -> nn.Module:
     rotation with input_size >= 384: projection-profile skew and axis, and which way up from the
     line-profile reader and a learned cascade (skew.SnapRotation, made from a trained cascade by
     training/documents/graft.py, its line reader fitted by training/documents/direction.py);
-    otherwise the learned two-stage cascade above.
+    tps (doc-dewarp): one Stage, its head the spline's control-point displacements; otherwise the
+    learned two-stage cascade above.
     """
     if cfg.family == "rotation" and cfg.input_size >= 384:
         from training.documents.skew import SnapRotation
 
         fill = (cfg.letterbox_fill / 255.0 - cfg.mean) / cfg.std  # the padding, once normalised
         return SnapRotation(cfg.channels, cfg.input_size, cfg.hidden, fill)
+    if cfg.family == "tps":
+        # One stage: splines do not compose into a spline, so there is no cascade to build.
+        identity = torch.from_numpy(identity_params("tps", cfg.tps_grid))
+        return Stage(cfg.channels, cfg.input_size, cfg.hidden, identity)
     model = Cascade(cfg.family, cfg.channels, cfg.input_size, cfg.hidden)
     if model.family.num_params != num_params:
         raise ValueError(f"{cfg.family} has {model.family.num_params} parameters, not {num_params}")

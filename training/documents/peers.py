@@ -112,11 +112,16 @@ def _installed(need: str) -> bool:
     return importlib.util.find_spec(need) is not None
 
 
+def _peers_for(mode: str) -> dict:
+    """The peers of a mode; no tool dewarps, so dewarp mode has none."""
+    return {"rotation": ROTATION_PEERS, "perspective": PERSPECTIVE_PEERS}.get(mode, {})
+
+
 def available_peers(mode: str) -> dict[str, Callable]:
-    table = ROTATION_PEERS if mode == "rotation" else PERSPECTIVE_PEERS
+    table = _peers_for(mode)
     return {name: fn for name, (fn, needs) in table.items() if all(_installed(n) for n in needs)}
 
 
 def missing_peers(mode: str) -> list[str]:
-    table = ROTATION_PEERS if mode == "rotation" else PERSPECTIVE_PEERS
+    table = _peers_for(mode)
     return [name for name, (_, needs) in table.items() if not all(_installed(n) for n in needs)]
