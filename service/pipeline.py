@@ -300,7 +300,7 @@ class Pipeline:
                 geometry.page_corners(theta, cur_hw) if model.family == "projective" else None
             )
             if model.family == "tps":
-                tps_maps = geometry.sampling_maps("tps", theta, cur_hw, out_hw, model.tps_grid)
+                tps_maps = geometry.tps_sampling_maps(theta, cur_hw, out_hw, model.tps_grid)
                 m = np.eye(3)
             else:
                 m = geometry.pixel_matrix(model.family, theta, cur_hw, out_hw)

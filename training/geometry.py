@@ -287,3 +287,33 @@ def sampling_maps(family: str, params, in_hw: Size, out_hw: Size, tps_grid: int 
         src = apply_matrix(normalised_matrix(family, params, in_hw, out_hw), grid)
     px = apply_matrix(axis_to_pixel(in_hw), src).reshape(out_hw[0], out_hw[1], 2)
     return px[..., 0].astype(np.float32), px[..., 1].astype(np.float32)
+
+
+def tps_sampling_maps(params, in_hw: Size, out_hw: Size, tps_grid: int = 4, step: int = 8):
+    """sampling_maps("tps", ...) evaluated exactly every `step` output pixels (and at the last row
+    and column) and linearly interpolated in between. The spline is smooth, so the maps stay
+    within a tenth of a pixel of the exact ones (tests/training/test_geometry.py), and a dense
+    evaluation (a kernel per control point per pixel) took seconds for a large page."""
+    h, w = out_hw
+    if h * w <= 256 * 256:  # small: exact is cheap, and a grid step would span much of the input
+        return sampling_maps("tps", params, in_hw, out_hw, tps_grid)
+    rows = np.unique(np.r_[np.arange(0, h, step), h - 1])
+    cols = np.unique(np.r_[np.arange(0, w, step), w - 1])
+    gx, gy = np.meshgrid((2.0 * cols + 1.0) / w - 1.0, (2.0 * rows + 1.0) / h - 1.0)
+    src = tps_points(params, tps_grid, np.stack([gx.ravel(), gy.ravel()], axis=1))
+    coarse = apply_matrix(axis_to_pixel(in_hw), src).reshape(len(rows), len(cols), 2)
+    along = _interpolate(coarse, cols, np.arange(w), axis=1)
+    dense = _interpolate(along, rows, np.arange(h), axis=0)
+    return dense[..., 0].astype(np.float32), dense[..., 1].astype(np.float32)
+
+
+def _interpolate(values: np.ndarray, at: np.ndarray, to: np.ndarray, axis: int) -> np.ndarray:
+    """Piecewise-linear resampling of `values` known at positions `at` (increasing) along `axis`."""
+    if len(at) == 1:
+        return np.repeat(values, len(to), axis=axis)
+    i = np.clip(np.searchsorted(at, to, side="right") - 1, 0, len(at) - 2)
+    t = (to - at[i]) / (at[i + 1] - at[i])
+    shape = [1] * values.ndim
+    shape[axis] = len(to)
+    t = t.reshape(shape)
+    return np.take(values, i, axis=axis) * (1 - t) + np.take(values, i + 1, axis=axis) * t

@@ -140,3 +140,15 @@ def test_wrap_and_errors():
         geometry.pixel_matrix("warp", [1, 0], (10, 10), (10, 10))
     with pytest.raises(ValueError, match="affine takes 6 parameters, got 2"):
         geometry.pixel_matrix("affine", [1, 0], (10, 10), (10, 10))
+
+
+@pytest.mark.parametrize("out_hw", [(1001, 777), (2000, 1500), (9, 5), (1, 1)])
+def test_tps_maps_from_a_coarse_grid_match_the_exact_ones(out_hw):
+    from training.documents.curl import random_curl
+
+    params = random_curl(np.random.default_rng(7), scale=1.5)
+    exact = geometry.sampling_maps("tps", params, (1200, 900), out_hw)
+    coarse = geometry.tps_sampling_maps(params, (1200, 900), out_hw)
+    for a, b in zip(exact, coarse, strict=True):
+        assert a.shape == b.shape == out_hw and b.dtype == np.float32
+        assert float(np.abs(a - b).max()) < 0.1

@@ -20,8 +20,8 @@ import numpy as np
 
 from training import geometry
 
-MAX_BOW = 0.1  # axis-frame units (a page is 2 wide): the largest bow of a line, 5%
-MAX_SQUEEZE = 0.05  # how far content near the spine moves towards it
+MAX_BOW = 0.2  # axis-frame units (a page is 2 wide): the largest bow of a line, 10%
+MAX_SQUEEZE = 0.1  # how far content near the spine moves towards it
 NOISE = 0.006  # small independent wobble of each control point
 INVERSE_STEPS = 8  # fixed-point steps of the inverse map; the field is smooth and small
 
