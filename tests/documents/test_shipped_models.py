@@ -2,8 +2,9 @@
 
 Fails when a model file is missing, broken or swapped (wrong family or name); on real pages
 (../shared/data/documents, skipped without it) every cardinal page must get its quadrant right, the
-turned copies of the music score their half turn, and the perspective model, with the service's
-page-edge snapping, must find a page's corners to 1% of its diagonal.
+turned copies of the music score their half turn, the perspective model, with the service's
+page-edge snapping, must find a page's corners to 1% of its diagonal, and the dewarping model must
+take most of a curl out of a bent page.
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from training.documents import evaluate, metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = ROOT / "exported"
-SHIPPED = {"doc-rotation": "rotation", "doc-perspective": "projective"}
+SHIPPED = {"doc-rotation": "rotation", "doc-perspective": "projective", "doc-dewarp": "tps"}
 CARDINALS = ("cardinal-1.png", "cardinal-2.png", "cardinal-3.png", "cardinal-4.png")
 
 
@@ -70,6 +71,23 @@ def test_perspective_corners_within_a_floor(pipeline, documents_dir):
     # alone scores 2-4.5% here, snapped 0.02-0.05%; a model that returns the whole photo scores
     # 29-90%, too far off for the snapping to rescue.
     assert float(np.median(errors)) < 1.0, errors
+
+
+def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):
+    from service.pipeline import AlignOptions
+
+    options = AlignOptions(models=["doc-dewarp"], encoding="none")
+    model, identity = [], []
+    pages = {"cardinal-1.png", "cardinal-2.png", "deskew-8.png"}
+    for sample in evaluate.dewarp_samples(documents_dir, 1, seed=0, only=pages):
+        theta = pipeline.align(sample.image, options).stages[-1].theta
+        hw = sample.image.shape[:2]
+        model.append(metrics.grid_error(theta, sample.truth_params, hw))
+        identity.append(metrics.grid_error(np.zeros(32), sample.truth_params, hw))
+    assert len(model) == 3
+    # The shipped file leaves 0.29-0.47 of the identity's error on these three; an untrained or
+    # broken model (the identity, or worse) leaves 1 or more.
+    assert float(np.mean(model)) < 0.7 * float(np.mean(identity)), (model, identity)
 
 
 def test_upside_down_pages_are_read_the_right_way_up(pipeline, documents_dir):
