@@ -302,9 +302,11 @@ def tps_sampling_maps(params, in_hw: Size, out_hw: Size, tps_grid: int = 4, step
     gx, gy = np.meshgrid((2.0 * cols + 1.0) / w - 1.0, (2.0 * rows + 1.0) / h - 1.0)
     src = tps_points(params, tps_grid, np.stack([gx.ravel(), gy.ravel()], axis=1))
     coarse = apply_matrix(axis_to_pixel(in_hw), src).reshape(len(rows), len(cols), 2)
-    along = _interpolate(coarse, cols, np.arange(w), axis=1)
-    dense = _interpolate(along, rows, np.arange(h), axis=0)
-    return dense[..., 0].astype(np.float32), dense[..., 1].astype(np.float32)
+    # Single precision from here: the maps end as float32 anyway, and it halves the memory traffic.
+    coarse = coarse.astype(np.float32).transpose(2, 0, 1)  # (2, rows, cols): one map each
+    along = _interpolate(coarse, cols, np.arange(w), axis=2)
+    dense = _interpolate(along, rows, np.arange(h), axis=1)
+    return dense[0], dense[1]
 
 
 def _interpolate(values: np.ndarray, at: np.ndarray, to: np.ndarray, axis: int) -> np.ndarray:
@@ -312,7 +314,7 @@ def _interpolate(values: np.ndarray, at: np.ndarray, to: np.ndarray, axis: int) 
     if len(at) == 1:
         return np.repeat(values, len(to), axis=axis)
     i = np.clip(np.searchsorted(at, to, side="right") - 1, 0, len(at) - 2)
-    t = (to - at[i]) / (at[i + 1] - at[i])
+    t = ((to - at[i]) / (at[i + 1] - at[i])).astype(values.dtype)
     shape = [1] * values.ndim
     shape[axis] = len(to)
     t = t.reshape(shape)
