@@ -1,11 +1,12 @@
-"""What one ONNX Runtime CPU GridSample costs per output sample, by mode and by where the grid
-points fall: the doc-rotation localiser's turned rows (a 768 x 192 grid over a 768 x 768 page) on
-their own, in a one-node graph, one thread.
+"""What one ONNX Runtime CPU GridSample (and a Gather) costs per output sample, by mode and by
+where the grid points fall: the doc-rotation localiser's turned rows (a 768 x 192 grid over a
+768 x 768 page) on their own, in a one-node graph, one thread.
 
     .venv/bin/python bench/gridsample_cost.py
 
-Prints ms a page and ns an output sample for a rotation grid (bilinear and nearest) and for grids
-whose points all fall on one pixel or all outside the image (no memory traffic to speak of).
+Prints ms a page and ns an output sample for a rotation grid (bilinear and nearest), for grids
+whose points all fall on one pixel or all outside the image (no memory traffic to speak of), and
+for a Gather of as many elements.
 """
 
 from __future__ import annotations
@@ -13,73 +14,93 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def one_node_session(mode: str):
+
+def one_node_session(op: str, second_input_type: int, **attributes):
+    """A graph of one `op` node with inputs x (float) and a second of the given TensorProto type."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    node = helper.make_node("GridSample", ["x", "grid"], ["y"], mode=mode, align_corners=0)
+    from bench.localiser_alternating import cpu_options
+
+    node = helper.make_node(op, ["x", "i"], ["y"], **attributes)
     graph = helper.make_graph(
         [node],
-        "grid_sample",
+        op,
         [
             helper.make_tensor_value_info("x", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("grid", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i", second_input_type, None),
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), cpu_options(1), ["CPUExecutionProvider"])
 
 
-def rotation_grid(batch: int, rows: int, cols: int, angle: float) -> np.ndarray:
-    xs = (np.arange(cols) * 2 + 1) / cols - 1
-    ys = (np.arange(rows) * 2 + 1) / rows - 1
-    x, y = np.meshgrid(xs, ys)
-    c, s = math.cos(angle), math.sin(angle)
-    grid = np.stack([c * x + s * y, c * y - s * x], -1)[None]
-    return np.repeat(grid, batch, 0).astype(np.float32)
+def turned_rows_grid(batch: int, angle: float) -> np.ndarray:
+    """The grid of skew.turned_rows for a 768 px page turned by `angle` radians, batch times."""
+    import torch
 
+    from training.documents.skew import ALONG, coords, rotation_grid
 
-def median_ms(session, feed: dict, calls: int, rounds: int) -> float:
-    session.run(None, feed)
-    spent = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            session.run(None, feed)
-        spent.append((time.perf_counter() - start) / calls * 1000)
-    return float(np.median(spent))
+    pair = torch.tensor([[math.cos(angle), math.sin(angle)]]).repeat(batch, 1)
+    grid = rotation_grid(pair[:, 0], pair[:, 1], coords(768 // ALONG), coords(768))
+    return grid.numpy().astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=2, help="pages a call (default 2)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds, median taken (default 7)")
-    parser.add_argument("--calls", type=int, default=10, help="calls a round (default 10)")
+    parser.add_argument("--calls", type=int, default=70, help="calls timed (default 70)")
     args = parser.parse_args(argv)
+    from bench.page_costs import median_ms
+
     rng = np.random.default_rng(0)
     page = rng.random((args.batch, 1, 768, 768), dtype=np.float32)
-    turned = rotation_grid(args.batch, 768, 192, 0.3)
-    cases = [
-        ("bilinear", "rotation grid", turned),
-        ("nearest", "rotation grid", turned),
-        ("bilinear", "every point on the centre", np.zeros_like(turned)),
-        ("bilinear", "every point outside", np.full_like(turned, 5.0)),
-    ]
+    turned = turned_rows_grid(args.batch, 0.3)
     samples = turned.shape[1] * turned.shape[2]
-    print(f"GridSample, {turned.shape[1]} x {turned.shape[2]} grid over 768 x 768, one thread")
-    for mode, where, grid in cases:
-        ms = median_ms(one_node_session(mode), {"x": page, "grid": grid}, args.calls, args.rounds)
+    # Gather on the flattened pages, as many elements, sorted indices (as a rotation reads them).
+    flat = np.sort(rng.integers(0, page.size, size=args.batch * samples))
+    from onnx import TensorProto
+
+    cases = [
+        ("GridSample bilinear", "rotation grid", "GridSample", "bilinear", page, turned),
+        ("GridSample nearest", "rotation grid", "GridSample", "nearest", page, turned),
+        (
+            "GridSample bilinear",
+            "every point on the centre",
+            "GridSample",
+            "bilinear",
+            page,
+            np.zeros_like(turned),
+        ),
+        (
+            "GridSample bilinear",
+            "every point outside",
+            "GridSample",
+            "bilinear",
+            page,
+            np.full_like(turned, 5.0),
+        ),
+        ("Gather", "as many elements", "Gather", None, page.reshape(-1), flat),
+    ]
+    print(f"{turned.shape[1]} x {turned.shape[2]} samples over a 768 x 768 page, one thread")
+    for name, where, op, mode, x, second in cases:
+        if op == "GridSample":
+            session = one_node_session(op, TensorProto.FLOAT, mode=mode, align_corners=0)
+        else:
+            session = one_node_session(op, TensorProto.INT64, axis=0)
+        feed = {"x": x, "i": second}
+        ms = median_ms(lambda s=session, f=feed: s.run(None, f), args.calls)
         per_page = ms / args.batch
-        print(f"{mode:8s} {where:26s} {per_page:6.2f} ms a page {per_page * 1e6 / samples:5.1f} ns")
+        print(
+            f"{name:20s} {where:26s} {per_page:6.2f} ms a page {per_page * 1e6 / samples:5.1f} ns"
+        )
     return 0
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from training.documents import curl, metrics, peers, synth
-from training.geometry import wrap_degrees
+from training.geometry import identity_params, wrap_degrees
 
 MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
 # Rotation peers get a copy at most this long: a 50 MP page (a 25 MP scan turned on an expanded
@@ -199,7 +199,7 @@ def evaluate(
         pipeline.warmup(1)
         methods[model] = model_method(pipeline, model, mode)
     if mode == "dewarp":
-        methods["no dewarping"] = lambda image: (np.zeros(32, np.float32), None)
+        methods["no dewarping"] = lambda image: (identity_params("tps"), None)
     if use_peers:
         found = peers.available_peers(mode)
         if peer_names:
@@ -215,8 +215,12 @@ def evaluate(
                 "and no --model was given"
             )
         raise ValueError("nothing to evaluate: give --model and/or --peers")
-    makers = {"rotation": rotation_samples, "perspective": perspective_samples}
-    samples = makers.get(mode, dewarp_samples)(folder, rotations, seed)
+    makers = {
+        "rotation": rotation_samples,
+        "perspective": perspective_samples,
+        "dewarp": dewarp_samples,
+    }
+    samples = makers[mode](folder, rotations, seed)
     total = len(read_truth(folder)) * max(1, rotations)
     results = {name: MethodResult() for name in methods}
     sheet: list[tuple[np.ndarray, np.ndarray | None, str]] = []

@@ -402,6 +402,7 @@ class SnapRotation(nn.Module):
         from training.documents.layout_direction import layout_page
 
         half = F.avg_pool2d(x, 2)
+        # Slicing a one-channel input still copies the page in ONNX Runtime, so only slice RGB.
         grey, half_grey = (x, half) if x.shape[1] == 1 else (x[:, :1], half[:, :1])
         # One padding mask for both sizes, from the half-size copy: a quarter of the reads of the
         # full-size one, and the half-size level needs no max pools of its own.
