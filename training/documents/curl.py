@@ -31,7 +31,8 @@ def random_curl(rng: np.random.Generator, grid: int = 4, scale: float = 1.0) -> 
 
     With t in [0, 1] the distance from the outer edge towards the spine, the page rises as
     z = t^p; lines bow by bow * z * (v + tilt) (v the height on the page: more at top and bottom,
-    with a tilt where the camera was not centred) and move towards the spine by squeeze * z."""
+    with a tilt where the camera was not centred) and move towards the spine by squeeze * z.
+    `scale` multiplies the bend and the wobble (1: the training range)."""
     control = geometry.tps_control_points(grid)
     u, v = control[:, 0], control[:, 1]
     side = float(rng.choice([-1.0, 1.0]))
