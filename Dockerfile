@@ -38,6 +38,6 @@ ENV STN_MODEL_DIR=/models \
     STN_LOG_FORMAT=json
 EXPOSE 50051 9100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "service.healthcheck"]
+    CMD ["python", "-m", "stn_align.service.healthcheck"]
 ENTRYPOINT ["/app/deploy/entrypoint.sh"]
 CMD ["serve"]

@@ -10,7 +10,7 @@ come from a bank of base pages that training never saw (`stn pages --out runs/pa
     .venv/bin/python bench/direction_sampling.py exported/doc-rotation.onnx --pages 600
 
 The model's own readers and vote weights are used (read back from the ONNX file by
-training.documents.graft, or from a checkpoint); only the sampling changes.
+stn_align.training.documents.graft, or from a checkpoint); only the sampling changes.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ SEED = 4000  # draws no training run makes (direction.py 77/78, layout_direction
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from training.documents.bank import load_bank
-    from training.documents.dataset import rotation_item
-    from training.documents.direction import axis_found
-    from training.documents.graft import graft, load_snap
+    from stn_align.training.documents.bank import load_bank
+    from stn_align.training.documents.dataset import rotation_item
+    from stn_align.training.documents.direction import axis_found
+    from stn_align.training.documents.graft import graft, load_snap
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="doc-rotation ONNX file or snap checkpoint")
@@ -83,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| along | axis found | line alone | model's rule | skew median | <=0.1 | <=0.5 | ms |")
     print("|---|---|---|---|---|---|---|---|")
     for along, values in rows.items():
-        agree, line, cascade, layout, skew = map(np.array, zip(*values, strict=True))
-        found = axis_found(torch.from_numpy(agree)).numpy()
-        upright = agree[found] > 0
-        rule = line + weights[0] * cascade + weights[1] * layout
+        agreed, line_vote, cascades, layouts, skew_error = map(np.array, zip(*values, strict=True))
+        found = axis_found(torch.from_numpy(agreed)).numpy()
+        upright = agreed[found] > 0
+        rule = line_vote + weights[0] * cascades + weights[1] * layouts
         print(
-            f"| {along} | {found.mean():.1%} | {np.mean((line[found] > 0) == upright):.2%} "
-            f"| {np.mean((rule[found] > 0) == upright):.2%} | {np.median(skew[found]):.4f} "
-            f"| {np.mean(skew[found] <= 0.1):.1%} | {np.mean(skew[found] <= 0.5):.1%} "
+            f"| {along} | {found.mean():.1%} | {np.mean((line_vote[found] > 0) == upright):.2%} "
+            f"| {np.mean((rule[found] > 0) == upright):.2%} | {np.median(skew_error[found]):.4f} "
+            f"| {np.mean(skew_error[found] <= 0.1):.1%} | {np.mean(skew_error[found] <= 0.5):.1%} "
             f"| {1000 * seconds[along] / args.pages:.1f} |"
         )
     return 0

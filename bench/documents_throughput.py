@@ -1,8 +1,8 @@
 """Throughput of the document models in-process: localise + warp of a 1-megapixel page.
 
 Decode and encode are excluded (pages are decoded once up front; encoding "raw" warps but does not
-encode). Runs through service.pipeline.Pipeline, as the server does, with the pages submitted from
-a few threads so the micro-batcher can batch them. Prints the median of several runs.
+encode). Runs through stn_align.service.pipeline.Pipeline, as the server does, with the pages
+submitted from a few threads so the micro-batcher can batch them. Prints the median of several runs.
 
     .venv/bin/python bench/documents_throughput.py --model doc-rotation --pages 100 --runs 5
     .venv/bin/python bench/documents_throughput.py --model doc-perspective+doc-rotation
@@ -37,14 +37,16 @@ PAGE = ROOT.parent / "shared" / "data" / "documents" / "cardinal-1.png"
 def one_megapixel_page() -> np.ndarray:
     """A real page scaled to 1 MP when shared/data is there, else a synthetic page."""
     if PAGE.is_file():
-        page = cv2.cvtColor(cv2.imread(str(PAGE)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(PAGE))
+        assert bgr is not None, f"cannot read {PAGE}"
+        page = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     else:
-        from training.documents.layout import render_page
+        from stn_align.training.documents.layout import render_page
 
         page = np.repeat(render_page(0)[:, :, None], 3, axis=2)
     scale = (1_000_000 / (page.shape[0] * page.shape[1])) ** 0.5
     page = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    from training.documents.synth import rotate_expand
+    from stn_align.training.documents.synth import rotate_expand
 
     # Turned a little so the warp does real work; expand_canvas keeps about 1 MP.
     turned = rotate_expand(page, 7.0, 255)
@@ -67,8 +69,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from service.config import ServiceConfig
-    from service.pipeline import AlignOptions, Pipeline
+    from stn_align.service.config import ServiceConfig
+    from stn_align.service.pipeline import AlignOptions, Pipeline
 
     names = sorted(set(args.model.split("+")))
     config = ServiceConfig(
@@ -84,7 +86,9 @@ def main() -> int:
     page = one_megapixel_page()
     options = AlignOptions(models=[args.model], encoding="raw")
     pages = [page] * args.pages
-    rates, timings, busy = [], [], []
+    rates: list[float] = []
+    busy: list[float] = []
+    timings: list[dict[str, float]] = []
     for _ in range(args.runs):
         t, cpu = time.perf_counter(), time.process_time()
         results = pipe.align_many(pages, options, workers=args.workers)
@@ -94,7 +98,7 @@ def main() -> int:
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
             raise errors[0]
-        timings.extend(r.timings for r in results)
+        timings.extend(r.timings for r in results if not isinstance(r, Exception))
     pipe.close()
     mean = {
         k: statistics.median(t[k] for t in timings) for k in ("resize_ms", "localise_ms", "warp_ms")

@@ -46,7 +46,7 @@ def turned_rows_grid(batch: int, angle: float) -> np.ndarray:
     """The grid of skew.turned_rows for a 768 px page turned by `angle` radians, batch times."""
     import torch
 
-    from training.documents.skew import ALONG, coords, rotation_grid
+    from stn_align.training.documents.skew import ALONG, coords, rotation_grid
 
     pair = torch.tensor([[math.cos(angle), math.sin(angle)]]).repeat(batch, 1)
     grid = rotation_grid(pair[:, 0], pair[:, 1], coords(768 // ALONG), coords(768))

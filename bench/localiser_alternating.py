@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import onnxruntime as ort
 
-    from training.preprocess import localiser_input, to_channels
+    from stn_align.core.preprocess import localiser_input, to_channels
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="ONNX localiser files (same input)")

@@ -47,9 +47,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
-    from training.build import build_transformer
-    from training.config import ModelConfig
-    from training.export import export_model
+    from stn_align.training.build import build_transformer
+    from stn_align.training.config import ModelConfig
+    from stn_align.training.export import export_model
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

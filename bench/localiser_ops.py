@@ -32,8 +32,8 @@ def variants(batch: int):
     import torch
     import torch.nn.functional as F
 
-    from training.documents import skew
-    from training.documents.direction import STRIPS, ProfileDirection
+    from stn_align.training.documents import skew
+    from stn_align.training.documents.direction import STRIPS, ProfileDirection
 
     torch.manual_seed(0)
     size, pool = 768, 4

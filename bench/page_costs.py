@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     from bench.documents_throughput import one_megapixel_page
-    from service import warp
-    from training.export import read_metadata
-    from training.preprocess import localiser_input, to_channels
+    from stn_align.core.preprocess import localiser_input, to_channels
+    from stn_align.service import warp
+    from stn_align.training.export import read_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="localiser ONNX file")

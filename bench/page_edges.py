@@ -22,7 +22,7 @@ SEED = 4242  # training draws (config seed, split id, index); this never collide
 
 def synthetic_photo(pages, index: int):
     """(RGB photo, true corners 4x2) for photo `index`, as the training generator makes them."""
-    from training.documents.dataset import photograph
+    from stn_align.training.documents.dataset import photograph
 
     rng = np.random.default_rng([SEED, index])
     ink = pages[int(rng.integers(len(pages)))]
@@ -41,10 +41,10 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from service.config import ServiceConfig
-    from service.pipeline import AlignOptions, Pipeline
-    from training.documents import metrics
-    from training.documents.bank import load_bank
+    from stn_align.service.config import ServiceConfig
+    from stn_align.service.pipeline import AlignOptions, Pipeline
+    from stn_align.training.documents import metrics
+    from stn_align.training.documents.bank import load_bank
 
     pages = load_bank(args.pages, limit=200)
     options = AlignOptions(models=[args.model], encoding="none")

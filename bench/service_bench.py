@@ -4,8 +4,8 @@
 
 For 1-megapixel PNG and JPEG pages (from ../shared/data/documents, resized; a synthetic page when
 that is absent), at concurrency 1, 8 and 32:
-- gRPC: a server in a child process (`python -m service.commands serve`), this process as the
-  client with one thread per concurrent call; each call sends the encoded page and gets the
+- gRPC: a server in a child process (`python -m stn_align.service.commands serve`), this process as
+  the client with one thread per concurrent call; each call sends the encoded page and gets the
   rectified page back in the same format.
 - in-process: `Pipeline.align_bytes` from the same number of threads.
 Reports images/s and p50/p99 latency (medians over --runs runs), the gRPC / in-process throughput
@@ -32,9 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.client import AlignClient, make_request  # noqa: E402
-from service.config import ServiceConfig  # noqa: E402
-from service.pipeline import AlignOptions, Pipeline  # noqa: E402
+from stn_align.service.client import AlignClient, make_request  # noqa: E402
+from stn_align.service.config import ServiceConfig  # noqa: E402
+from stn_align.service.pipeline import AlignOptions, Pipeline  # noqa: E402
 
 STEPS = ("decode_ms", "resize_ms", "queue_ms", "localise_ms", "warp_ms", "encode_ms", "total_ms")
 
@@ -45,7 +45,9 @@ def pages(count: int = 4) -> list[np.ndarray]:
     files = sorted(directory.glob("*.png"))[:count]
     out = []
     for f in files:
-        image = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(f))
+        assert bgr is not None, f"cannot read {f}"
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         scale = (1_000_000 / (image.shape[0] * image.shape[1])) ** 0.5
         out.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
     if not out:  # a synthetic text-like page
@@ -63,7 +65,7 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
     return cv2.imencode(ext, bgr, params)[1].tobytes()
 
 
-def measure(call, payloads: list[bytes], concurrency: int, total: int) -> tuple[float, list[float]]:
+def measure(call, payloads: list, concurrency: int, total: int) -> tuple[float, list[float]]:
     """Run `total` calls from `concurrency` threads; returns (images/s, latencies in ms)."""
     latencies: list[float] = []
 
@@ -95,7 +97,7 @@ def start_server(model_dir: str, port: int, extra_env: dict[str, str]) -> subpro
     env = {**os.environ, "STN_MODEL_DIR": model_dir, "STN_ADDRESS": f"127.0.0.1:{port}",
            "STN_METRICS_PORT": "0", "STN_LOG_LEVEL": "WARNING", **extra_env}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.commands", "serve"],
+        [sys.executable, "-m", "stn_align.service.commands", "serve"],
         cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     client = AlignClient(f"127.0.0.1:{port}")

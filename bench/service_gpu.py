@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service import warp  # noqa: E402
-from service.models import CUDA, load_repository  # noqa: E402
-from training import geometry  # noqa: E402
+from stn_align.core import geometry  # noqa: E402
+from stn_align.service import warp  # noqa: E402
+from stn_align.service.models import CUDA, load_repository  # noqa: E402
 
 
 def timed(fn, runs: int) -> float:
@@ -70,7 +70,7 @@ def main() -> int:
     for name, m in models.items():
         if m.warper is None:
             continue
-        theta = geometry.identity_params(m.family, m.tps_grid)
+        theta = geometry.identity_params(m.family, m.contract.tps_grid)
         if m.family == "rotation":
             theta = geometry.rotation_params(7.0)
         matrix = geometry.pixel_matrix(m.family, theta, out_hw, out_hw)

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def decode(data: bytes) -> bytes:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not an image"
     return image.tobytes()[: 1 << 20]
 
 

@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.nn.functional as F
 
-    from training.documents import skew
-    from training.documents.bank import load_bank
-    from training.documents.dataset import rotation_item
+    from stn_align.training.documents import skew
+    from stn_align.training.documents.bank import load_bank
+    from stn_align.training.documents.dataset import rotation_item
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=300, help="synthetic pages (default 300)")
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         "half size, two levels (doc-rotation v3)": skew.ProfileSkew(half, fill),
         "half size, one level": skew.ProfileSkew(half, fill, levels=skew.FINE_LEVELS[:1]),
     }
-    refine = skew.SkewRefine(args.size, *args.refine, pool=args.pool)
     span, step = args.refine
+    refine = skew.SkewRefine(args.size, span, step, pool=args.pool)
     last = f"half size, one level + full size +-{span}/{step}, strips of {args.pool}"
     names = [*methods, last]
     errors: dict[str, list[float]] = {name: [] for name in names}

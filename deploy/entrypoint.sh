@@ -44,4 +44,4 @@ if [ "$1" = "serve" ]; then
     fi
 fi
 
-exec "$python" -m service.commands "$@"
+exec "$python" -m stn_align.service.commands "$@"

@@ -12,6 +12,6 @@ trap 'rm -rf "$tmp"' EXIT
     --grpc_python_out="$tmp" "$root/protos/stn/alignment/v1/alignment.proto"
 mkdir -p "$out"
 for f in alignment_pb2.py alignment_pb2.pyi alignment_pb2_grpc.py; do
-    sed 's/^from stn\.alignment\.v1 import alignment_pb2/from service.proto import alignment_pb2/' \
+    sed 's/^from stn\.alignment\.v1 import alignment_pb2/from stn_align.service.proto import alignment_pb2/' \
         "$tmp/stn/alignment/v1/$f" > "$out/$f"
 done

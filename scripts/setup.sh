@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up this checkout on a fresh machine: a virtual environment in .venv with the serving,
-# training (torch 2.13.0, a CPU build here) and development dependencies, installed editable.
+# Set up this checkout on a fresh machine: a virtual environment in .venv with the three
+# distributions installed editable (serving `.`, training `./training` with torch 2.13.0, a CPU
+# build here, and `./experiments`) and the development tools.
 # Safe to run again.
 #
 #   bash scripts/setup.sh            what the tests and the shipped models need
@@ -24,9 +25,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned: an unpinned or ranged torch pulls a multi-GB CUDA build.
-extras="train,dev"
-[ "$peers" = 1 ] && extras="$extras,peers"
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[$extras]"
+training="./training"
+[ "$peers" = 1 ] && training="./training[peers]"
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]" -e "$training" -e ./experiments
 
 apt_packages=()
 [ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation

@@ -1,6 +1,6 @@
 """A small Python client for the alignment service.
 
-    from service.client import AlignClient
+    from stn_align.service.client import AlignClient
     with AlignClient(["10.0.0.5:50051", "10.0.0.6:50051"], token="...") as client:
         reply = client.align("page.jpg", model="doc-rotation", encoding="png")
         reply.angle_degrees, list(reply.matrix), reply.rectified.data
@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from service.proto import alignment_pb2 as pb
-from service.proto import alignment_pb2_grpc as pb_grpc
+from stn_align.service.proto import alignment_pb2 as pb
+from stn_align.service.proto import alignment_pb2_grpc as pb_grpc
 
 ENCODINGS = {
     "png": pb.ENCODING_PNG,

@@ -12,7 +12,7 @@ CLIENT_HELP = "server address host:port; several (comma-separated or repeated) a
 
 
 def add_commands(subparsers) -> None:
-    from service.config import add_flags
+    from stn_align.service.config import add_flags
 
     serve = subparsers.add_parser(
         "serve",
@@ -118,8 +118,8 @@ def _servers(args) -> list[str]:
 
 
 def _local_pipeline(args):
-    from service.config import ConfigError, load_config
-    from service.pipeline import Pipeline
+    from stn_align.service.config import ConfigError, load_config
+    from stn_align.service.pipeline import Pipeline
 
     try:
         config = load_config()
@@ -129,7 +129,7 @@ def _local_pipeline(args):
 
 
 def _options(args, encoding: str):
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     return AlignOptions(
         models=[args.model] if args.model else None,
@@ -143,16 +143,16 @@ def _options(args, encoding: str):
 
 
 def _client(args):
-    from service.client import AlignClient
+    from stn_align.service.client import AlignClient
 
     token = args.token if args.token is not None else os.environ.get("STN_AUTH_TOKEN", "")
     return AlignClient(_servers(args), token, args.tls_ca, args.max_message_mb, args.timeout)
 
 
 def run_serve(args) -> int:
-    from service import logs
-    from service.config import ConfigError, load_config
-    from service.server import serve
+    from stn_align.service import logs
+    from stn_align.service.config import ConfigError, load_config
+    from stn_align.service.server import serve
 
     try:
         config = load_config(args=args)
@@ -172,7 +172,7 @@ def _encoding_for(path: str | None) -> str:
 def run_align(args) -> int:
     from google.protobuf.json_format import MessageToDict
 
-    from service.imageio import ImageError
+    from stn_align.service.imageio import ImageError
 
     if args.no_output:
         args.output = None
@@ -185,8 +185,8 @@ def run_align(args) -> int:
         print(f"error: cannot read {args.image}: {exc}", file=sys.stderr)
         return 1
     if args.local:
-        from service.pipeline import BadOptions, UnknownModel
-        from service.servicer import response_from
+        from stn_align.service.pipeline import BadOptions, UnknownModel
+        from stn_align.service.servicer import response_from
 
         pipeline = _local_pipeline(args)
         try:
@@ -202,7 +202,7 @@ def run_align(args) -> int:
     else:
         import grpc
 
-        from service.client import make_request
+        from stn_align.service.client import make_request
 
         o = _options(args, encoding)
         model = o.models[0] if o.models else None
@@ -217,7 +217,7 @@ def run_align(args) -> int:
                 print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
                 return 1
     if args.output:
-        from service.rectify import atomic_write
+        from stn_align.service.rectify import atomic_write
 
         atomic_write(Path(args.output), response.rectified.data)
     out = MessageToDict(response, preserving_proto_field_name=True)
@@ -231,7 +231,7 @@ def run_align(args) -> int:
 def run_rectify(args) -> int:
     from tqdm import tqdm
 
-    from service import rectify
+    from stn_align.service import rectify
 
     out_dir = Path(args.output_dir)
     suffix = ".jpg" if args.format == "jpeg" else ".png"
@@ -254,7 +254,7 @@ def run_rectify(args) -> int:
                 finally:
                     pipeline.close()
             else:
-                from service.client import make_request
+                from stn_align.service.client import make_request
 
                 model = options.models[0] if options.models else None
 
@@ -271,8 +271,8 @@ def run_rectify(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The serving commands alone: `python -m service.commands serve|align|rectify`. The container
-    uses this, so a serving image needs none of the training commands' code."""
+    """The serving commands alone: `python -m stn_align.service.commands serve|align|rectify`. The
+    container uses this, so a serving image needs none of the training commands' code."""
     parser = argparse.ArgumentParser(
         prog="stn", description="Serve and call the alignment service."
     )

@@ -1,4 +1,5 @@
-"""Service settings: one table gives each setting's default, environment variable, flag and check.
+"""Service settings: the ServiceConfig dataclass gives each setting's type, default, help and check
+once; its environment variable (STN_NAME) and flag (--name) follow from the name.
 
 Precedence: default < environment (STN_*) < command-line flag. `load_config` validates everything at
 start-up and raises ConfigError naming the offending setting, its variable and its flag.
@@ -46,6 +47,12 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
+def setting(default: Any, help: str, choices: tuple[str, ...] = (), minimum: float | None = None):
+    """A ServiceConfig field with what the flag, the docs and validation need."""
+    meta = {"help": help, "choices": choices, "minimum": minimum}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -64,125 +71,74 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("address", "0.0.0.0:50051", str, "gRPC listen address host:port (port 0 picks one)"),
-    Setting(
-        "metrics_port", 9100, int, "Prometheus metrics HTTP port; 0 turns metrics off", minimum=0
-    ),
-    Setting(
-        "model_dir", "exported", str, "directory of exported models (NAME.onnx, NAME.warp.onnx)"
-    ),
-    Setting("models", "", str, "comma-separated model names to load; empty loads every model"),
-    Setting(
-        "default_model",
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Every setting, once: its type, default, help and check. Environment variable STN_NAME and
+    flag --name-with-dashes come from the field's name."""
+
+    address: str = setting("0.0.0.0:50051", "gRPC listen address host:port (port 0 picks one)")
+    metrics_port: int = setting(
+        9100, "Prometheus metrics HTTP port; 0 turns metrics off", minimum=0
+    )
+    model_dir: str = setting("exported", "directory of exported models (NAME.onnx, NAME.warp.onnx)")
+    models: str = setting("", "comma-separated model names to load; empty loads every model")
+    default_model: str = setting(
         "",
-        str,
-        "model (or '+'-joined chain) used when a request names none; empty: "
-        "doc-rotation when loaded, else the only model",
-    ),
-    Setting(
-        "device",
+        "model (or '+'-joined chain) used when a request names none; empty: doc-rotation when "
+        "loaded, else the only model",
+    )
+    device: str = setting(
         "auto",
-        str,
         "auto (CUDA when it binds, else CPU), cuda (CUDA or fail), cpu",
-        ("auto", "cuda", "cpu"),
-    ),
-    Setting(
-        "require_gpu", False, _bool, "fail start-up unless the CUDA provider is actually bound"
-    ),
-    Setting(
-        "warp",
+        choices=("auto", "cuda", "cpu"),
+    )
+    require_gpu: bool = setting(False, "fail start-up unless the CUDA provider is actually bound")
+    warp: str = setting(
         "auto",
-        str,
         "rectification: opencv (CPU), graph (exported warper via ONNX Runtime I/O binding), "
         "auto (graph on CUDA, else opencv)",
-        ("auto", "opencv", "graph"),
-    ),
-    Setting(
-        "page_edges",
-        "doc-perspective",
-        str,
-        "comma-separated projective models whose corners are snapped to the page's edges in a "
-        "grey copy of the photo; empty turns it off",
-    ),
-    Setting("max_batch_size", 16, int, "most images per localiser run", minimum=1),
-    Setting("max_queue_delay_ms", 2.0, float, "longest wait for a batch to fill, ms", minimum=0),
-    Setting(
-        "max_queue_size", 256, int, "images waiting per model before RESOURCE_EXHAUSTED", minimum=1
-    ),
-    Setting(
-        "max_concurrent_rpcs", 256, int, "calls in progress before RESOURCE_EXHAUSTED", minimum=1
-    ),
-    Setting("workers", 32, int, "gRPC handler threads", minimum=1),
-    Setting("stream_concurrency", 16, int, "items in flight per AlignStream call", minimum=1),
-    Setting("max_message_mb", 64, int, "largest request/response message, MiB", minimum=1),
-    Setting("max_pixels", 100_000_000, int, "largest image (input or output), pixels", minimum=1),
-    Setting(
-        "warmup_runs", 2, int, "localiser runs per model before health says SERVING", minimum=0
-    ),
-    Setting(
-        "batch_workers",
+        choices=("auto", "opencv", "graph"),
+    )
+    page_edges: str = setting(
+        "auto",
+        "projective models whose corners are snapped to the page's edges in a grey copy of the "
+        "photo: auto (those whose model contract asks for it), none, or comma-separated names",
+    )
+    max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
+    max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
+    max_queue_size: int = setting(
+        256, "images waiting per model before RESOURCE_EXHAUSTED", minimum=1
+    )
+    max_concurrent_rpcs: int = setting(
+        256, "calls in progress before RESOURCE_EXHAUSTED", minimum=1
+    )
+    workers: int = setting(32, "gRPC handler threads", minimum=1)
+    stream_concurrency: int = setting(16, "items in flight per AlignStream call", minimum=1)
+    max_message_mb: int = setting(64, "largest request/response message, MiB", minimum=1)
+    max_pixels: int = setting(100_000_000, "largest image (input or output), pixels", minimum=1)
+    warmup_runs: int = setting(2, "localiser runs per model before health says SERVING", minimum=0)
+    batch_workers: int = setting(
         0,
-        int,
         "localiser batches run at once per model; 0: one per CPU core (at most 4) on CPU, "
         "1 on CUDA",
         minimum=0,
-    ),
-    Setting(
-        "ort_threads",
+    )
+    ort_threads: int = setting(
         0,
-        int,
         "ONNX Runtime intra-op threads per run; 0: the CPU cores shared among the batch workers",
         minimum=0,
-    ),
-    Setting(
-        "drain_delay_s",
-        1.0,
-        float,
-        "on SIGTERM, NOT_SERVING this long before refusing calls",
-        minimum=0,
-    ),
-    Setting("drain_grace_s", 30.0, float, "then wait this long for calls in flight", minimum=0),
-    Setting("tls_cert", "", str, "PEM certificate file; with tls_key turns TLS on"),
-    Setting("tls_key", "", str, "PEM private key file"),
-    Setting(
-        "auth_token", "", str, "when set, calls must send metadata 'authorization: Bearer TOKEN'"
-    ),
-    Setting("log_level", "INFO", str, "log level", ("DEBUG", "INFO", "WARNING", "ERROR")),
-    Setting("log_format", "json", str, "json (one object a line) or text", ("json", "text")),
-)
-_BY_NAME = {s.name: s for s in SETTINGS}
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    address: str = "0.0.0.0:50051"
-    metrics_port: int = 9100
-    model_dir: str = "exported"
-    models: str = ""
-    default_model: str = ""
-    device: str = "auto"
-    require_gpu: bool = False
-    warp: str = "auto"
-    page_edges: str = "doc-perspective"
-    max_batch_size: int = 16
-    max_queue_delay_ms: float = 2.0
-    max_queue_size: int = 256
-    max_concurrent_rpcs: int = 256
-    workers: int = 32
-    stream_concurrency: int = 16
-    max_message_mb: int = 64
-    max_pixels: int = 100_000_000
-    warmup_runs: int = 2
-    batch_workers: int = 0
-    ort_threads: int = 0
-    drain_delay_s: float = 1.0
-    drain_grace_s: float = 30.0
-    tls_cert: str = ""
-    tls_key: str = ""
-    auth_token: str = ""
-    log_level: str = "INFO"
-    log_format: str = "json"
+    )
+    drain_delay_s: float = setting(
+        1.0, "on SIGTERM, NOT_SERVING this long before refusing calls", minimum=0
+    )
+    drain_grace_s: float = setting(30.0, "then wait this long for calls in flight", minimum=0)
+    tls_cert: str = setting("", "PEM certificate file; with tls_key turns TLS on")
+    tls_key: str = setting("", "PEM private key file")
+    auth_token: str = setting(
+        "", "when set, calls must send metadata 'authorization: Bearer TOKEN'"
+    )
+    log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = setting("json", "json (one object a line) or text", choices=("json", "text"))
 
     @property
     def max_message_bytes(self) -> int:
@@ -204,12 +160,16 @@ class ServiceConfig:
     def intra_op_threads(self) -> int:
         return self.ort_threads or max(1, cpu_cores() // self.cpu_batch_workers())
 
-    @property
-    def page_edge_models(self) -> set[str]:
-        return {n.strip() for n in self.page_edges.split(",") if n.strip()}
-
     def replace(self, **changes: Any) -> ServiceConfig:
         return validate(dataclasses.replace(self, **changes))
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _bool}
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, _PARSERS[str(f.type)], **f.metadata)
+    for f in dataclasses.fields(ServiceConfig)
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _describe(setting: Setting) -> str:

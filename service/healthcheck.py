@@ -1,6 +1,7 @@
 """Container healthcheck: exit 0 when the local server's grpc.health.v1 says SERVING, 1 otherwise.
 
-    python -m service.healthcheck [--address 127.0.0.1:50051] [--service NAME] [--timeout 3]
+    python -m stn_align.service.healthcheck [--address 127.0.0.1:50051] [--service NAME] \
+        [--timeout 3]
 
 Reads STN_ADDRESS (its port) and STN_TLS_CERT (trusted as the CA, since the server's certificate
 is usually issued for its public name, not 127.0.0.1) like the server does.

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from training import geometry
+from stn_align.core.contract import ContractError, ModelContract
+from stn_align.core.families import FamilySpec, family_spec
 
 log = logging.getLogger("stn.service.models")
 
@@ -30,17 +31,27 @@ class ModelError(RuntimeError):
 
 @dataclass
 class Model:
-    name: str
-    family: str
-    input_size: int
-    input_channels: int
-    preprocess: str
-    letterbox_fill: int
-    tps_grid: int
-    metadata: dict[str, str]
+    name: str  # the file's stem: what callers ask for
+    contract: ModelContract  # what the file promises, read from its metadata
     session: Any  # onnxruntime.InferenceSession
     warper: Any | None = None  # onnxruntime.InferenceSession for NAME.warp.onnx
     provider: str = CPU
+
+    @property
+    def family(self) -> str:
+        return self.contract.family
+
+    @property
+    def spec(self) -> FamilySpec:
+        return family_spec(self.contract.family)
+
+    @property
+    def input_size(self) -> int:
+        return self.contract.input_size
+
+    @property
+    def input_channels(self) -> int:
+        return self.contract.input_channels
 
     def localise(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, S, S, C] -> float32 [N, P] theta."""
@@ -48,9 +59,8 @@ class Model:
         return np.asarray(theta, dtype=np.float32)
 
     def warmup(self, runs: int, batch_size: int = 1) -> None:
-        dummy = np.full(
-            (batch_size, self.input_size, self.input_size, self.input_channels), 128, np.uint8
-        )
+        c = self.contract
+        dummy = np.full((batch_size, c.input_size, c.input_size, c.input_channels), 128, np.uint8)
         for _ in range(runs):
             self.localise(dummy)
 
@@ -76,26 +86,14 @@ def _session(path: Path, providers: list[str], threads: int):
         raise ModelError(f"cannot load {path}: {exc}") from exc
 
 
-def _meta_int(meta: dict[str, str], key: str, path: Path, default: int | None = None) -> int:
-    if key not in meta:
-        if default is not None:
-            return default
-        raise ModelError(f"{path}: metadata property {key!r} is missing")
-    try:
-        return int(meta[key])
-    except ValueError:
-        raise ModelError(f"{path}: metadata {key}={meta[key]!r} is not an integer") from None
-
-
 def load_model(path: Path, device: str = "auto", threads: int = 0) -> Model:
     providers = providers_for(device)
     session = _session(path, providers, threads)
     meta = dict(session.get_modelmeta().custom_metadata_map)
-    family = meta.get("family", "")
     try:
-        geometry.check_family(family)
-    except ValueError as exc:
-        raise ModelError(f"{path}: {exc}") from None
+        contract = ModelContract.from_metadata(meta, str(path))
+    except ContractError as exc:
+        raise ModelError(str(exc)) from None
     name = path.name[: -len(".onnx")]
     inputs = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
@@ -105,22 +103,7 @@ def load_model(path: Path, device: str = "auto", threads: int = 0) -> Model:
         )
     warp_path = path.with_name(name + ".warp.onnx")
     warper = _session(warp_path, providers, threads) if warp_path.exists() else None
-    model = Model(
-        name=name,
-        family=family,
-        input_size=_meta_int(meta, "input_size", path),
-        input_channels=_meta_int(meta, "input_channels", path),
-        preprocess=meta.get("preprocess") or geometry.preprocess_mode(family),
-        letterbox_fill=_meta_int(meta, "letterbox_fill", path, 0),
-        tps_grid=_meta_int(meta, "tps_grid", path, 4),
-        metadata=meta,
-        session=session,
-        warper=warper,
-        provider=session.get_providers()[0],
-    )
-    if model.input_channels not in (1, 3):
-        raise ModelError(f"{path}: input_channels must be 1 or 3, got {model.input_channels}")
-    return model
+    return Model(name, contract, session, warper, provider=session.get_providers()[0])
 
 
 def load_repository(

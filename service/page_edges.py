@@ -34,10 +34,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from service import warp
-from service.models import ModelError
-from training import geometry
-from training.preprocess import to_channels
+from stn_align.core import geometry
+from stn_align.core.preprocess import to_channels
+from stn_align.service import warp
+from stn_align.service.models import ModelError
 
 EDGE_SAMPLES = 48  # cuts across each edge
 SEARCH = 0.12  # half-width of the band searched on each side of an edge, as a share of the diagonal
@@ -52,14 +52,20 @@ MIN_CONTRAST = 12.0  # grey levels: a weaker step is not taken for the page's ed
 SNAP_SIZE = 768  # longer side of the grey copy searched, pixels
 
 
-def check_models(names: set[str], models: dict) -> None:
-    """Start-up check of the page_edges setting against the loaded models (absent ones are fine)."""
+def models_to_snap(setting: str, models: dict) -> set[str]:
+    """The loaded models whose corners are snapped, from the page_edges setting: "auto" (those
+    whose contract lists the page_edges post-processing), "none", or names (absent ones are
+    fine). Checked at start-up."""
+    if setting == "auto":
+        return {n for n, m in models.items() if "page_edges" in m.contract.postprocess}
+    names = {n.strip() for n in setting.split(",") if n.strip() and n.strip() != "none"}
     for name in sorted(names & set(models)):
         if models[name].family != "projective":
             raise ModelError(
                 f"setting page_edges (STN_PAGE_EDGES): {name} is a {models[name].family} model; "
                 "only projective models have page corners to snap"
             )
+    return names & set(models)
 
 
 def snap_params(image, params, matrix, stage_hw, border: str, fill: float) -> np.ndarray:

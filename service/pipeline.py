@@ -1,7 +1,7 @@
 """The alignment pipeline, in-process: the server, `stn rectify --local`, the benchmarks and
 `stn evaluate` all call this.
 
-    from service.pipeline import Pipeline, AlignOptions
+    from stn_align.service.pipeline import Pipeline, AlignOptions
     pipe = Pipeline.from_dir("exported")               # or Pipeline.from_dir(d, ServiceConfig(...))
     result = pipe.align(image_hwc_uint8_rgb)           # default model (chain)
     result = pipe.align(image, AlignOptions(models=["doc-perspective", "doc-rotation"]))
@@ -18,7 +18,7 @@
 Chains: each later model's localiser sees the previous stages' rectified image, made by warping the
 original through the composed matrix straight to a reduced size (4x the localiser's input, enough
 for its area resize) rather than at full resolution; the original is then warped once with all the
-matrices composed (training.geometry.compose).
+matrices composed (stn_align.core.geometry.compose).
 
 Default output sizes: rotation and similarity keep the input size, with height and width swapped
 when the angle is nearer +-90 than 0 or 180 (so the whole page stays in view); projective models
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import imageio, page_edges, warp
-from service.batching import MicroBatcher
-from service.config import ServiceConfig
-from service.models import CUDA, Model, load_repository
-from training import geometry
-from training.preprocess import localiser_input, to_channels
+from stn_align.core import geometry
+from stn_align.core.preprocess import localiser_input, to_channels
+from stn_align.service import imageio, page_edges, warp
+from stn_align.service.batching import MicroBatcher
+from stn_align.service.config import ServiceConfig
+from stn_align.service.models import CUDA, Model, load_repository
 
 # Scans are the common case: on the 19 real scans in shared/data the perspective-then-rotation chain
 # got 9 quadrants right against 13 for doc-rotation alone, so the chain is opt-in (for photos).
@@ -137,7 +137,7 @@ class Pipeline:
             for name, model in models.items()
         }
         self.default_chain = self._default_chain()
-        page_edges.check_models(self.config.page_edge_models, models)
+        self.page_edge_models = page_edges.models_to_snap(self.config.page_edges, models)
 
     @classmethod
     def from_dir(cls, model_dir: str, config: ServiceConfig | None = None, **kwargs) -> Pipeline:
@@ -186,8 +186,13 @@ class Pipeline:
                 f"unknown model {unknown[0]!r}; loaded: {', '.join(sorted(self.models))}"
             )
         models = [self.models[n] for n in chain]
-        if any(m.family == "tps" for m in models[:-1]):
-            raise BadOptions("a thin-plate-spline model can only be the last in a chain")
+        for i, m in enumerate(models):
+            role = m.contract.chain_role
+            if (role == "last" and i < len(models) - 1) or (role == "first" and i > 0):
+                raise BadOptions(
+                    f"model {m.name} can only be {role} in a chain (its chain_role); "
+                    f"got {'+'.join(chain)}"
+                )
         return models
 
     def warp_backend(self, model: Model) -> str:
@@ -220,28 +225,14 @@ class Pipeline:
         timings["localise_ms"] += run_s * 1000.0
         return theta
 
-    def _stage_out_hw(
-        self, model: Model, theta, in_hw, angle, last: bool, options
-    ) -> tuple[int, int]:
-        if last and options.out_hw:
-            return options.out_hw
-        h, w = in_hw
-        if angle is not None and 45.0 < abs(angle) < 135.0:
-            return (w, h)
-        if model.family == "projective":
-            c = geometry.page_corners(theta, in_hw)
-            width = (np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2.0
-            height = (np.linalg.norm(c[3] - c[0]) + np.linalg.norm(c[2] - c[1])) / 2.0
-            return (max(1, round(height)), max(1, round(width)))
-        return (h, w)
-
     def _small_copy(self, model: Model, image, acc, cur_hw, options) -> np.ndarray:
         """The localiser's input, from the original or from the stages so far (at reduced size)."""
         if acc is not None:
             longer = 4 * model.input_size
             image = warp.warp_reduced(image, acc, cur_hw, longer, options.border, options.fill)
-        image = to_channels(image, model.input_channels)
-        return localiser_input(image, model.input_size, model.preprocess, model.letterbox_fill)
+        c = model.contract
+        image = to_channels(image, c.input_channels)
+        return localiser_input(image, c.input_size, c.preprocess, c.letterbox_fill)
 
     def align(
         self,
@@ -282,28 +273,22 @@ class Pipeline:
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
                 )
-            if model.name in self.config.page_edge_models:
+            if model.name in self.page_edge_models:
                 t = time.perf_counter()
                 theta = page_edges.snap_params(
                     image, theta, acc, cur_hw, options.border, options.fill
                 )
                 timings["localise_ms"] += _ms(t)
             last = i == len(models) - 1
-            stage_angle = (
-                geometry.angle_degrees(theta)
-                if model.family in ("rotation", "similarity")
-                else None
-            )
-            out_hw = self._stage_out_hw(model, theta, cur_hw, stage_angle, last, options)
+            spec = model.spec
+            stage_angle = spec.angle(theta)
+            stage_corners = spec.corners(theta, cur_hw)
+            out_hw = options.out_hw if last and options.out_hw else spec.output_size(theta, cur_hw)
             imageio.check_pixels(*out_hw, self.config.max_pixels, f"{model.name} output")
-            stage_corners = (
-                geometry.page_corners(theta, cur_hw) if model.family == "projective" else None
-            )
-            if model.family == "tps":
-                tps_maps = geometry.tps_sampling_maps(theta, cur_hw, out_hw, model.tps_grid)
-                m = np.eye(3)
-            else:
-                m = geometry.pixel_matrix(model.family, theta, cur_hw, out_hw)
+            sampling = spec.sampling(theta, cur_hw, out_hw, model.contract.tps_grid)
+            m = sampling.matrix
+            if sampling.maps is not None:
+                tps_maps = sampling.maps
             stages.append(
                 StageResult(model.name, model.family, theta, m, out_hw, stage_angle, stage_corners)
             )

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.proto import alignment_pb2 as pb
+from stn_align.service.proto import alignment_pb2 as pb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 MANIFEST = "manifest.jsonl"
@@ -295,7 +295,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_local(jobs: list[Job], pipeline, options, recorder: Recorder, concurrency: int) -> None:
-    from service.servicer import response_from, status_for
+    from stn_align.service.servicer import response_from, status_for
 
     def one(job: Job) -> None:
         try:

@@ -24,11 +24,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.config import ServiceConfig
-from service.interceptors import Metrics, MetricsInterceptor, TokenInterceptor
-from service.pipeline import Pipeline
-from service.proto import alignment_pb2, alignment_pb2_grpc
-from service.servicer import AlignmentServicer
+from stn_align.service.config import ServiceConfig
+from stn_align.service.interceptors import Metrics, MetricsInterceptor, TokenInterceptor
+from stn_align.service.pipeline import Pipeline
+from stn_align.service.proto import alignment_pb2, alignment_pb2_grpc
+from stn_align.service.servicer import AlignmentServicer
 
 log = logging.getLogger("stn.service")
 

@@ -1,5 +1,5 @@
 """The gRPC servicer: protobuf in, pipeline call, protobuf out. Errors become status codes here
-(`status_for`); the work itself is in service.pipeline."""
+(`status_for`); the work itself is in stn_align.service.pipeline."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
-from service import imageio
-from service.batching import QueueFull, Stopped
-from service.pipeline import (
+from stn_align.service import imageio
+from stn_align.service.batching import QueueFull, Stopped
+from stn_align.service.pipeline import (
     AlignOptions,
     AlignResult,
     BadOptions,
@@ -22,8 +22,8 @@ from service.pipeline import (
     Pipeline,
     UnknownModel,
 )
-from service.proto import alignment_pb2 as pb
-from service.proto import alignment_pb2_grpc as pb_grpc
+from stn_align.service.proto import alignment_pb2 as pb
+from stn_align.service.proto import alignment_pb2_grpc as pb_grpc
 
 log = logging.getLogger("stn.service")
 
@@ -137,7 +137,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
 
 class AlignmentServicer(pb_grpc.AlignmentServicer):
     def __init__(self, server) -> None:
-        self.server = server  # service.server.AlignmentServer: pipeline, config, metrics
+        self.server = server  # stn_align.service.server.AlignmentServer: pipeline, config, metrics
         self._pool = ThreadPoolExecutor(server.config.workers, thread_name_prefix="stream-item")
 
     def close(self) -> None:
@@ -247,7 +247,10 @@ class AlignmentServicer(pb_grpc.AlignmentServicer):
                 input_channels=m.input_channels,
                 provider=m.provider,
                 has_warper=m.warper is not None,
-                preprocess=m.preprocess,
+                preprocess=m.contract.preprocess,
                 warp_backend=pipeline.warp_backend(m),
+                chain_role=m.contract.chain_role,
+                postprocess=["page_edges"] if name in pipeline.page_edge_models else [],
+                contract_version=m.contract.version,
             )
         return response

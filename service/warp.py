@@ -83,7 +83,7 @@ def warp_maps(
 
 def scale_matrix(to_hw: tuple[int, int], from_hw: tuple[int, int]) -> np.ndarray:
     """Pixel coordinates in an image of size from_hw -> the same point in a resized copy of size
-    to_hw (pixel centres at integers, edges at -0.5, as training.geometry has it)."""
+    to_hw (pixel centres at integers, edges at -0.5, as stn_align.core.geometry has it)."""
     ay, ax = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     return np.array([[ax, 0.0, 0.5 * ax - 0.5], [0.0, ay, 0.5 * ay - 0.5], [0.0, 0.0, 1.0]])
 

@@ -1,6 +1,6 @@
 """Model builders, in plain-dict registries: `build_model(ModelConfig)` is the one entry point.
 
->>> from training.config import ModelConfig
+>>> from stn_align.training.config import ModelConfig
 >>> model = build_model(ModelConfig(family="rotation", localiser="conv", input_size=64))
 >>> model.predict_params(torch.zeros(2, 1, 64, 64)).shape
 torch.Size([2, 2])
@@ -11,22 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training import classifiers, localisers
-from training.config import ModelConfig
-from training.families import build_family
-from training.model import Classifier, SpatialTransformer
-
-
-def _document_localiser(cfg: ModelConfig, num_params: int) -> nn.Module:
-    from training.documents.model import build_localiser  # torch-heavy; only when asked for
-
-    return build_localiser(cfg, num_params)
+from stn_align.core.geometry import identity_params
+from stn_align.training import classifiers, localisers
+from stn_align.training.config import ModelConfig
+from stn_align.training.families import build_family
+from stn_align.training.model import Classifier, SpatialTransformer
 
 
 def _generic(builder):
     def build(cfg: ModelConfig, num_params: int) -> nn.Module:
-        from training.geometry import identity_params
-
         return builder(
             cfg.channels,
             cfg.input_size,
@@ -41,7 +34,6 @@ LOCALISERS = {
     "fc": _generic(localisers.fc_localiser),
     "svhn": _generic(localisers.svhn_localiser),
     "conv": _generic(localisers.conv_localiser),
-    "doc": _document_localiser,
 }
 
 CLASSIFIERS = {
@@ -54,6 +46,11 @@ def build_transformer(cfg: ModelConfig) -> SpatialTransformer:
     if cfg.localiser not in LOCALISERS:
         raise ValueError(
             f"model.localiser: unknown {cfg.localiser!r}; expected one of {list(LOCALISERS)}"
+            + (
+                " (import stn_align.training.documents to add 'doc')"
+                if cfg.localiser == "doc"
+                else ""
+            )
         )
     family = build_family(cfg.family, cfg.tps_grid)
     localiser = LOCALISERS[cfg.localiser](cfg, family.num_params)

@@ -1,24 +1,27 @@
-"""`stn train` and `stn export`. torch is imported inside the handlers, so `stn --help` and the
-serving commands work in an install without the training extra."""
+"""The training distribution's commands: `stn train`, `stn export`, `stn evaluate` and `stn pages`.
+
+This is the top layer of stn_align.training: it may use every part of it, the document models
+included. Each handler imports what it needs, so that `stn --help` does not wait for torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
-def _need_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        sys.exit("stn train/export need the training extra: pip install 'stn-align[train]'")
+def _document_models() -> None:
+    """Add the document models to the generic registries (the `doc` localiser, the `documents`
+    dataset): importing the package registers them."""
+    import stn_align.training.documents  # noqa: F401
 
 
 def run_train(args: argparse.Namespace) -> int:
-    _need_torch()
-    from training.config import ConfigError, load_config
-    from training.train import train
+    _document_models()
+    from stn_align.training.config import ConfigError, load_config
+    from stn_align.training.train import train
 
     overrides = list(args.set or [])
     for key in ("seed", "steps", "out_dir", "device", "resume"):
@@ -36,10 +39,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    _need_torch()
-    from training.export import export_model
-    from training.model import SpatialTransformer
-    from training.train import load_checkpoint
+    _document_models()
+    from stn_align.training.export import export_model
+    from stn_align.training.model import SpatialTransformer
+    from stn_align.training.train import load_checkpoint
 
     try:
         model, state = load_checkpoint(args.checkpoint)
@@ -60,6 +63,77 @@ def run_export(args: argparse.Namespace) -> int:
         metrics={**metrics, "step": state.get("step")},
     )
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _mode_for(model_dir: str, model: str | None) -> str:
+    if not model:
+        return "rotation"
+    path = Path(model_dir) / f"{model}.onnx"
+    if not path.is_file():
+        return "rotation"
+    from stn_align.training.export import read_contract
+
+    family = read_contract(path).family
+    return {"projective": "perspective", "tps": "dewarp"}.get(family, "rotation")
+
+
+def run_evaluate(args) -> int:
+    from stn_align.training.documents import evaluate, figures
+
+    if args.rotations < 0:
+        print("--rotations must be 0 or more", file=sys.stderr)
+        return 2
+    if not args.model and not args.peers:
+        print("nothing to score: give --model NAME and/or --peers", file=sys.stderr)
+        return 2
+    mode = args.mode or _mode_for(args.model_dir, args.model)
+    try:
+        report = evaluate.evaluate(
+            args.dir,
+            args.model,
+            args.model_dir,
+            mode,
+            args.rotations,
+            args.seed,
+            args.peers,
+            args.peer,
+            args.contact,
+            page_edges=not args.no_page_edges,
+        )
+    except (FileNotFoundError, ValueError, LookupError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/evaluate/{args.model or 'peers'}-{mode}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(evaluate.table(report))
+    if report["missing_peers"]:
+        print("peers not installed: " + ", ".join(report["missing_peers"]))
+    keep = {
+        k: report[k]
+        for k in ("mode", "dir", "model", "rotations", "seed", "summary", "missing_peers")
+    }
+    (out / "results.json").write_text(json.dumps(keep, indent=1) + "\n")
+    figures.error_curves(report["errors"], out / "errors.png", mode)
+    figures.contact_sheet(report["sheet"], out / "contact.png")
+    if args.predictions:
+        evaluate.write_predictions(args.predictions, report)
+    print(f"wrote {out}/results.json, errors.png, contact.png")
+    return 0
+
+
+def run_pages(args) -> int:
+    from stn_align.training.documents.bank import build_bank
+
+    if args.count < 1:
+        print("--count must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        folder = build_bank(args.out, args.count, args.seed, args.workers)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.count} pages in {folder}")
     return 0
 
 
@@ -108,3 +182,82 @@ def add_commands(subparsers) -> None:
         help="dtype of the localiser's image input; pixels are in [0, 255] either way",
     )
     p.set_defaults(run=run_export)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="score a document model (and peers) on real pages",
+        description=(
+            "Score a document model on the pages in DIR (images + truth.csv with "
+            "file,content_angle). Rotation mode turns each page by K seeded angles over the whole "
+            "circle; perspective mode lays each page on K seeded backgrounds under random "
+            "homographies; dewarp mode bends each upright page by K seeded book curls. Prints "
+            "a table and writes OUT/results.json, OUT/errors.png "
+            "(sorted error curves) and OUT/contact.png."
+        ),
+    )
+    ev.add_argument("dir", help="folder with the images and truth.csv")
+    ev.add_argument(
+        "--model", help="model name in --model-dir (e.g. doc-rotation); omit to score peers only"
+    )
+    ev.add_argument(
+        "--model-dir", default="exported", help="folder of exported models (default: exported)"
+    )
+    ev.add_argument(
+        "--mode",
+        choices=("rotation", "perspective", "dewarp"),
+        default=None,
+        help="what to score (default: perspective for a projective model, dewarp for a "
+        "thin-plate-spline one, else rotation)",
+    )
+    ev.add_argument(
+        "--rotations",
+        type=int,
+        default=8,
+        metavar="K",
+        help="generated copies per page (angles; homographies in perspective mode; curls in "
+        "dewarp mode); "
+        "0 scores the pages as they are (rotation mode). Default 8",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="seed for the generated copies (default 0)")
+    ev.add_argument(
+        "--predictions", metavar="FILE.csv", help="write one row per scored image and method"
+    )
+    ev.add_argument(
+        "--peers",
+        action="store_true",
+        help="also score the installed peers (deskew, jdeskew, Tesseract OSD; contour for "
+        "perspective); slow",
+    )
+    ev.add_argument(
+        "--peer",
+        action="append",
+        metavar="NAME",
+        help="with --peers: only this peer (repeatable), e.g. --peer jdeskew",
+    )
+    ev.add_argument(
+        "--out",
+        default=None,
+        help="folder for results.json and figures (default: runs/evaluate/MODEL-MODE)",
+    )
+    ev.add_argument(
+        "--contact", type=int, default=8, help="before/after pairs in the contact sheet"
+    )
+    ev.add_argument(
+        "--no-page-edges",
+        action="store_true",
+        help="score the projective model's own corners, without the service's snapping to the "
+        "page's edges (setting page_edges)",
+    )
+    ev.set_defaults(run=run_evaluate)
+
+    pages = subparsers.add_parser(
+        "pages",
+        help="render the synthetic page bank used for document training",
+        description="Render COUNT synthetic base pages into OUT (kept between runs; training "
+        "renders the default bank itself on first use).",
+    )
+    pages.add_argument("--out", default="runs/pages", help="bank folder (default runs/pages)")
+    pages.add_argument("--count", type=int, default=700, help="pages to render (default 700)")
+    pages.add_argument("--seed", type=int, default=1000, help="bank seed (default 1000)")
+    pages.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    pages.set_defaults(run=run_pages)

@@ -8,12 +8,11 @@ The model part is saved inside each checkpoint so that `stn export` can rebuild 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
-from training import geometry
+from stn_align.core import contract, geometry
 
 
 class ConfigError(ValueError):
@@ -22,8 +21,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    family: str = "affine"  # a training.geometry family, or "none" for a plain classifier baseline
-    localiser: str = "conv"  # a key of training.build.LOCALISERS
+    family: str = "affine"  # a stn_align.core.geometry family, or "none" (a classifier alone)
+    localiser: str = "conv"  # a key of stn_align.training.build.LOCALISERS
     input_size: int = 64  # side of the localiser's square input
     channels: int = 1  # 1 (grey) or 3 (RGB) channels seen by the model
     hidden: int = 64  # width of the localiser's fully connected layers
@@ -35,19 +34,26 @@ class ModelConfig:
     # "random": PyTorch's default init there, for the initialisation ablation.
     localiser_init: str = "identity"
     # End-to-end mode: a classifier after the transformer.
-    classifier: str = "none"  # "none", or a key of training.build.CLASSIFIERS
+    classifier: str = "none"  # "none", or a key of stn_align.training.build.CLASSIFIERS
     num_classes: int = 10
     output_size: int = 0  # side of the transformer's output; 0 means input_size
     transformers: int = 1  # 2 puts two transformers in parallel (2xST-CNN)
+    # What export writes into the model contract (stn_align.core.contract):
+    chain_role: str = ""  # "first" (sees the raw photo), "any", "last"; "": the family's own
+    postprocess: str = ""  # comma-separated service steps, e.g. "page_edges" for doc-perspective
+
+    @property
+    def postprocess_steps(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.postprocess.split(",") if s.strip())
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "shapes"  # a key of training.data.DATASETS
+    dataset: str = "shapes"  # a key of stn_align.training.data.DATASETS
     path: str = ""  # file or folder, for datasets read from disk
     train_size: int = 20000  # items per epoch for generated datasets
     val_size: int = 512
-    # Distortions drawn for synthetic supervised data (per family, see training.data).
+    # Distortions drawn for synthetic supervised data (per family, see stn_align.training.data).
     max_rotation: float = 45.0  # degrees; 180 covers the whole circle
     max_scale: float = 0.2  # log-uniform scale in [1/(1+s), 1+s]
     max_shift: float = 0.15  # normalised units
@@ -65,9 +71,8 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
-    localiser_lr: float = (
-        0.0  # 0 means lr; STN users report localisers diverging at the task's rate
-    )
+    # 0 means lr; STN users report localisers diverging at the task's rate
+    localiser_lr: float = 0.0
     weight_decay: float = 0.0
     warmup_steps: int = 100
     grad_clip: float = 1.0
@@ -100,6 +105,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             "must be identity or random",
         ),
         (m.std > 0, "model.std", "must be positive"),
+        (
+            m.chain_role in ("", *contract.CHAIN_ROLES),
+            "model.chain_role",
+            f"must be one of {contract.CHAIN_ROLES} (or empty: the family's own)",
+        ),
+        (
+            set(m.postprocess_steps) <= set(contract.POSTPROCESSES),
+            "model.postprocess",
+            f"must be a comma-separated list of {contract.POSTPROCESSES}",
+        ),
         (cfg.steps > 0, "steps", "must be positive"),
         (cfg.batch_size > 0, "batch_size", "must be positive"),
         (cfg.lr > 0, "lr", "must be positive"),

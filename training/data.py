@@ -6,7 +6,7 @@ items add `label`.
 
 Synthetic data is seeded per item, so item i of a split is the same on every run and machine:
 
-    >>> from training.config import TrainConfig
+    >>> from stn_align.training.config import TrainConfig
     >>> cfg = TrainConfig()
     >>> cfg.model.family, cfg.model.input_size = "rotation", 32
     >>> ds = ShapesDataset(cfg, "train")
@@ -20,6 +20,7 @@ Synthetic data is seeded per item, so item i of a split is the same on every run
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training import geometry
-from training.config import DataConfig, TrainConfig
+from stn_align.core import geometry
+from stn_align.training.config import DataConfig, TrainConfig
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
@@ -138,16 +139,10 @@ class ClutteredMNIST(Dataset):
         return {"image": self.images[index], "label": self.labels[index]}
 
 
-def _documents(cfg: TrainConfig, split: str) -> Dataset:
-    from training.documents.dataset import build_dataset  # heavy (fonts, page bank); lazy
-
-    return build_dataset(cfg, split)
-
-
-DATASETS = {
+# The document layer adds "documents" when stn_align.training.documents is imported.
+DATASETS: dict[str, Callable[[TrainConfig, str], Dataset]] = {
     "shapes": ShapesDataset,
     "cluttered-mnist": ClutteredMNIST,
-    "documents": _documents,
 }
 
 
@@ -155,5 +150,10 @@ def build_dataset(cfg: TrainConfig, split: str) -> Dataset:
     if cfg.data.dataset not in DATASETS:
         raise ValueError(
             f"data.dataset: unknown {cfg.data.dataset!r}; expected one of {list(DATASETS)}"
+            + (
+                " (import stn_align.training.documents to add it)"
+                if cfg.data.dataset == "documents"
+                else ""
+            )
         )
     return DATASETS[cfg.data.dataset](cfg, split)

@@ -3,7 +3,8 @@
 Writes
 - NAME.onnx: the localiser. `image` (N, S, S, C) NHWC pixels in [0, 255], uint8 by default or
   float32 with --input-dtype float32 -> `theta` float32 (N, P).
-  Grey conversion and normalisation are inside the graph.
+  Grey conversion and normalisation are inside the graph. Its metadata is the model contract
+  (stn_align.core.contract.ModelContract), which the service reads.
 - NAME.warp.onnx: the family's warper. `image` uint8 (N, H, W, C), `theta` (N, P),
   `out_size` int64 (2,) = (out_h, out_w), `fill` float32 (1,) -> `rectified` uint8
   (N, out_h, out_w, C). The output size is a graph input, not baked in.
@@ -16,25 +17,24 @@ provider implements, and numerically against PyTorch at two batch sizes. A misma
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from training import geometry
-from training.families import Family
-from training.model import SpatialTransformer
-from training.sampler import sample
+from stn_align.core import geometry
+from stn_align.core.contract import PRODUCER, ModelContract
+from stn_align.core.families import FAMILIES
+from stn_align.training.config import ModelConfig
+from stn_align.training.families import Family
+from stn_align.training.model import SpatialTransformer
+from stn_align.training.sampler import sample
 
 OPSET = 17
-PRODUCER = "stn-align 0.1.0"
-CONVENTION = (
-    "grid_sample align_corners=False; theta maps output normalised coords to input normalised "
-    "coords; see training/geometry.py"
-)
 # Ops with CUDA kernels in ONNX Runtime (docs/OperatorKernels.md, CUDAExecutionProvider section).
 CUDA_OPS = frozenset(
     {
@@ -179,6 +179,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
+def read_contract(path: str | Path) -> ModelContract:
+    return ModelContract.from_metadata(read_metadata(path), str(path))
+
+
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -233,6 +237,35 @@ def verify_warper(path: Path, wrapper: WarperGraph, theta: np.ndarray, channels:
     return worst
 
 
+def model_contract(
+    cfg: ModelConfig,
+    name: str,
+    channels: int,
+    input_dtype: str = "uint8",
+    metrics: dict | None = None,
+) -> ModelContract:
+    """The contract a localiser graph exported from `cfg` promises (stn_align.core.contract)."""
+    dense = FAMILIES[cfg.family].dense
+    return ModelContract(
+        name=name,
+        family=cfg.family,
+        input_size=cfg.input_size,
+        input_channels=channels,
+        input_dtype=input_dtype,
+        preprocess=geometry.preprocess_mode(cfg.family),
+        letterbox_fill=cfg.letterbox_fill,
+        tps_grid=cfg.tps_grid,
+        mean=cfg.mean,
+        std=cfg.std,
+        chain_role=cfg.chain_role or ("last" if dense else "any"),
+        postprocess=cfg.postprocess_steps,
+        producer=f"{PRODUCER} {version('stn-align-training')}",
+        metrics={
+            k: v for k, v in (metrics or {}).items() if v is None or isinstance(v, int | float)
+        },
+    )
+
+
 def export_model(
     stn: SpatialTransformer,
     out: str | Path,
@@ -255,21 +288,7 @@ def export_model(
         raise ValueError(f"input_channels {channels} cannot feed a {cfg.channels}-channel model")
     stn = stn.eval().cpu()
     size = cfg.input_size
-    meta = {
-        "name": name,
-        "family": cfg.family,
-        "input_size": size,
-        "input_channels": channels,
-        "input_dtype": input_dtype,
-        "preprocess": geometry.preprocess_mode(cfg.family),
-        "letterbox_fill": cfg.letterbox_fill,
-        "param_count": stn.family.num_params,
-        "tps_grid": cfg.tps_grid,
-        "normalisation": json.dumps({"mean": cfg.mean, "std": cfg.std}),
-        "convention": CONVENTION,
-        "producer": PRODUCER,
-        "metrics": json.dumps(metrics or {}),
-    }
+    contract = model_contract(cfg, name, channels, input_dtype, metrics)
 
     # eval() on the wrappers: the exporter restores their mode afterwards, and BatchNorm must stay
     # in inference mode for the parity check.
@@ -282,7 +301,7 @@ def export_model(
         (("image",), ("theta",)),
         {"image": {0: "batch"}, "theta": {0: "batch"}},
     )
-    set_metadata(out, {**meta, "graph": "localiser"})
+    set_metadata(out, contract.to_metadata())
 
     warp_path = out.with_name(f"{out.stem}.warp.onnx")
     warper = WarperGraph(stn.family).eval()
@@ -303,7 +322,7 @@ def export_model(
             "rectified": {0: "batch", 1: "out_height", 2: "out_width"},
         },
     )
-    set_metadata(warp_path, {**meta, "graph": "warper"})
+    set_metadata(warp_path, dataclasses.replace(contract, graph="warper").to_metadata())
 
     for path in (out, warp_path):
         check_ops(path)

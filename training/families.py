@@ -1,6 +1,6 @@
 """Transform families in torch: raw localiser output -> parameters -> sampling grid.
 
-The maths mirrors training/geometry.py (the NumPy definition the service uses) and the tests check
+The maths mirrors core/geometry.py (the NumPy definition the service uses) and the tests check
 the two against each other. Everything here is plain tensor arithmetic with no data-dependent
 control flow and no matrix inverse, so it exports to ONNX ops that the CUDA provider implements.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training import geometry
+from stn_align.core import geometry
 
 
 def axis_grid(
@@ -20,11 +20,11 @@ def axis_grid(
 
     out_hw may be a tensor so that the output size stays dynamic in an exported graph.
     """
-    h, w = out_hw[0], out_hw[1]
-    if not isinstance(h, torch.Tensor):
-        h, w = torch.tensor(h), torch.tensor(w)
-    xs = (torch.arange(w, device=device).to(dtype) * 2 + 1) / w.to(dtype) - 1
-    ys = (torch.arange(h, device=device).to(dtype) * 2 + 1) / h.to(dtype) - 1
+    h, w = torch.as_tensor(out_hw[0]), torch.as_tensor(out_hw[1])
+    # arange of a 0-d tensor keeps the size dynamic in an exported graph (torch's stubs want int)
+    xs = torch.arange(w, device=device).to(dtype)  # type: ignore[call-overload]
+    ys = torch.arange(h, device=device).to(dtype)  # type: ignore[call-overload]
+    xs, ys = (xs * 2 + 1) / w.to(dtype) - 1, (ys * 2 + 1) / h.to(dtype) - 1
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
 

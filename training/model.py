@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.config import ModelConfig
-from training.families import Family
-from training.sampler import sample
+from stn_align.training.config import ModelConfig
+from stn_align.training.families import Family
+from stn_align.training.sampler import sample
 
 
 class Normalise(nn.Module):
@@ -41,8 +41,8 @@ class SpatialTransformer(nn.Module):
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None):
         """Pixels -> (normalised image warped by the predicted theta, theta)."""
         theta = self.predict_params(x)
-        out_hw = out_hw or tuple(x.shape[-2:])
-        grid = self.family.grid(theta, tuple(x.shape[-2:]), out_hw)
+        in_hw = (int(x.shape[-2]), int(x.shape[-1]))
+        grid = self.family.grid(theta, in_hw, out_hw or in_hw)
         return sample(self.normalise(x), grid), theta
 
 

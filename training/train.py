@@ -6,8 +6,9 @@ One short loop for both modes:
   free of the wrap-around of raw angles);
 - end_to_end: a classifier sits behind the transformer and only the class labels are seen.
 
-Multi-GPU: launch with `torchrun --nproc_per_node N -m service.cli train ...`; each process takes
-every N-th batch of the same seeded stream (DistributedDataParallel averages the gradients).
+Multi-GPU: launch with `torchrun --nproc_per_node N -m stn_align.service.cli train ...`; each
+process takes every N-th batch of the same seeded stream (DistributedDataParallel averages the
+gradients).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from training.build import build_model
-from training.config import TrainConfig, validate
-from training.data import build_dataset
-from training.families import axis_grid
+from stn_align.training.build import build_model
+from stn_align.training.config import TrainConfig, validate
+from stn_align.training.data import build_dataset
+from stn_align.training.families import axis_grid
 
 
 def pick_device(name: str) -> torch.device:
@@ -168,7 +169,9 @@ def train(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
-    sampler = DistributedSampler(train_set, seed=cfg.seed) if distributed else None
+    sampler: DistributedSampler | None = (
+        DistributedSampler(train_set, seed=cfg.seed) if distributed else None
+    )
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
@@ -267,7 +270,7 @@ def all_finite(loss: torch.Tensor, distributed: bool) -> bool:
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """Rebuild a model from a checkpoint alone: (model in eval mode, checkpoint dict)."""
-    from training.config import model_config_from_dict
+    from stn_align.training.config import model_config_from_dict
 
     path = Path(path)
     if not path.is_file():

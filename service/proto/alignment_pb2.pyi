@@ -209,7 +209,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "family", "input_size", "input_channels", "provider", "has_warper", "preprocess", "warp_backend")
+    __slots__ = ("name", "family", "input_size", "input_channels", "provider", "has_warper", "preprocess", "warp_backend", "chain_role", "postprocess", "contract_version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,9 @@ class ModelInfo(_message.Message):
     HAS_WARPER_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     WARP_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ROLE_FIELD_NUMBER: _ClassVar[int]
+    POSTPROCESS_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: str
     input_size: int
@@ -226,7 +229,10 @@ class ModelInfo(_message.Message):
     has_warper: bool
     preprocess: str
     warp_backend: str
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., input_size: _Optional[int] = ..., input_channels: _Optional[int] = ..., provider: _Optional[str] = ..., has_warper: _Optional[bool] = ..., preprocess: _Optional[str] = ..., warp_backend: _Optional[str] = ...) -> None: ...
+    chain_role: str
+    postprocess: _containers.RepeatedScalarFieldContainer[str]
+    contract_version: int
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., input_size: _Optional[int] = ..., input_channels: _Optional[int] = ..., provider: _Optional[str] = ..., has_warper: _Optional[bool] = ..., preprocess: _Optional[str] = ..., warp_backend: _Optional[str] = ..., chain_role: _Optional[str] = ..., postprocess: _Optional[_Iterable[str]] = ..., contract_version: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "default_model")

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from service.proto import alignment_pb2 as stn_dot_alignment_dot_v1_dot_alignment__pb2
+from stn_align.service.proto import alignment_pb2 as stn_dot_alignment_dot_v1_dot_alignment__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

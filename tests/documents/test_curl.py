@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 
-from training import geometry
-from training.documents.curl import MAX_BOW, curl_page, random_curl
+from stn_align.core import geometry
+from stn_align.training.documents.curl import MAX_BOW, curl_page, random_curl
 
 
 def flat_page() -> np.ndarray:

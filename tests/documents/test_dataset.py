@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from training import geometry
-from training.config import TrainConfig
-from training.documents import synth
-from training.documents.bank import build_bank
-from training.documents.dataset import build_dataset
+from stn_align.core import geometry
+from stn_align.training.config import TrainConfig
+from stn_align.training.documents import synth
+from stn_align.training.documents.bank import build_bank
+from stn_align.training.documents.dataset import build_dataset
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from training.documents.direction import (
+from stn_align.core.preprocess import localiser_input
+from stn_align.training.documents.direction import (
     STRIPS,
     ProfileDirection,
     choose_reader_weight,
@@ -13,9 +14,8 @@ from training.documents.direction import (
     train_direction,
     votes,
 )
-from training.documents.layout import render_page
-from training.documents.skew import page_ink
-from training.preprocess import localiser_input
+from stn_align.training.documents.layout import render_page
+from stn_align.training.documents.skew import page_ink
 
 
 def random_net(size):
@@ -90,10 +90,10 @@ def test_reader_weight_is_chosen_where_the_cascade_helps():
 def test_graft_reads_the_readers_back_from_an_exported_model(tmp_path):
     import dataclasses
 
-    from training.build import build_model
-    from training.config import model_config_from_dict
-    from training.documents.graft import graft, load_snap
-    from training.export import export_model
+    from stn_align.training.build import build_model
+    from stn_align.training.config import model_config_from_dict
+    from stn_align.training.documents.graft import graft, load_snap
+    from stn_align.training.export import export_model
 
     cfg = model_config_from_dict(
         {"family": "rotation", "localiser": "doc", "input_size": 64, "channels": 1, "hidden": 16}

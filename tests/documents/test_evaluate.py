@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from service.cli import main
-from training.documents import evaluate
-from training.documents.layout import render_page
+from stn_align.service.cli import main
+from stn_align.training.documents import evaluate
+from stn_align.training.documents.layout import render_page
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_dewarp_mode_scores_the_identity_beside_the_model(pages_dir):
-    from training.documents import metrics
+    from stn_align.training.documents import metrics
 
     a = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))
     b = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))

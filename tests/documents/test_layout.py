@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from training.documents.bank import build_bank, load_bank
-from training.documents.fonts import find_fonts
-from training.documents.layout import PageRenderer, render_page
+from stn_align.training.documents.bank import build_bank, load_bank
+from stn_align.training.documents.fonts import find_fonts
+from stn_align.training.documents.layout import PageRenderer, render_page
 
 
 def test_same_seed_same_page():

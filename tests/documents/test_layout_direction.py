@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from training.documents.direction import votes
-from training.documents.layout import render_page
-from training.documents.layout_direction import (
+from stn_align.core.preprocess import localiser_input
+from stn_align.training.documents.direction import votes
+from stn_align.training.documents.layout import render_page
+from stn_align.training.documents.layout_direction import (
     LayoutDirection,
     choose_weights,
     layout_page,
     train_layout,
 )
-from training.documents.skew import page_ink, turned_rows
-from training.preprocess import localiser_input
+from stn_align.training.documents.skew import page_ink, turned_rows
 
 
 def test_untrained_reader_has_no_opinion():
@@ -111,11 +111,11 @@ def test_a_layout_reader_sure_and_wrong_gets_a_bound():
 def test_the_command_fits_the_reader_then_can_choose_the_weights_again(tmp_path):
     import dataclasses
 
-    from training.build import build_model
-    from training.config import model_config_from_dict
-    from training.documents.bank import build_bank
-    from training.documents.graft import graft, load_snap
-    from training.documents.layout_direction import main
+    from stn_align.training.build import build_model
+    from stn_align.training.config import model_config_from_dict
+    from stn_align.training.documents.bank import build_bank
+    from stn_align.training.documents.graft import graft, load_snap
+    from stn_align.training.documents.layout_direction import main
 
     cfg = model_config_from_dict(
         {"family": "rotation", "localiser": "doc", "input_size": 64, "channels": 1, "hidden": 16}

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from training.documents import metrics
+from stn_align.training.documents import metrics
 
 
 def test_angle_error_wraps_around_the_circle():

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from training.documents import metrics, peers
+from stn_align.training.documents import metrics, peers
 
 
 def test_order_corners():

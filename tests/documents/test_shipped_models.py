@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.documents import evaluate, metrics
+from stn_align.training.documents import evaluate, metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = ROOT / "exported"
@@ -38,8 +38,8 @@ def test_shipped_model_is_whole_and_the_right_one(name, family):
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from service.config import ServiceConfig
-    from service.pipeline import Pipeline
+    from stn_align.service.config import ServiceConfig
+    from stn_align.service.pipeline import Pipeline
 
     pipe = Pipeline.from_dir(str(EXPORTED), ServiceConfig(models=",".join(SHIPPED), device="cpu"))
     yield pipe
@@ -47,7 +47,7 @@ def pipeline():
 
 
 def test_cardinal_pages_get_their_quadrant(pipeline, documents_dir):
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     truth = dict(evaluate.read_truth(documents_dir))
     options = AlignOptions(models=["doc-rotation"], encoding="none")
@@ -58,7 +58,7 @@ def test_cardinal_pages_get_their_quadrant(pipeline, documents_dir):
 
 
 def test_perspective_corners_within_a_floor(pipeline, documents_dir):
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-perspective"], encoding="none")
     errors = []
@@ -74,7 +74,7 @@ def test_perspective_corners_within_a_floor(pipeline, documents_dir):
 
 
 def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-dewarp"], encoding="none")
     model, identity = [], []
@@ -93,7 +93,7 @@ def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):
 def test_upside_down_pages_are_read_the_right_way_up(pipeline, documents_dir):
     # Pages whose half turn the first shipped model (layout reader only) got wrong; the text-line
     # reader must get them right.
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     truth = dict(evaluate.read_truth(documents_dir))
     options = AlignOptions(models=["doc-rotation"], encoding="none")
@@ -107,7 +107,7 @@ def test_upside_down_pages_are_read_the_right_way_up(pipeline, documents_dir):
 def test_skew_of_the_real_pages_as_they_are(pipeline, documents_dir):
     # The skew's last level runs at full size (skew.SkewRefine): the fourth doc-rotation is off by
     # a median of 0.08 degrees here, worst 0.43; the third (half size only) 0.11, which fails.
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-rotation"], encoding="none")
     errors = [
@@ -122,7 +122,7 @@ def test_skew_of_the_real_pages_as_they_are(pipeline, documents_dir):
 def test_turned_copies_of_the_music_score_are_read_the_right_way_up(pipeline, documents_dir):
     # A page with few text lines: the fourth doc-rotation (line reader and cascade only) read one of
     # these eight copies upside down; the fifth has the layout reader's vote as well.
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-rotation"], encoding="none")
     samples = list(evaluate.rotation_samples(documents_dir, 8, 0, only={"deskew-2.png"}))
@@ -139,8 +139,8 @@ def test_shipped_doc_rotation_reads_back_into_pytorch(tmp_path, documents_dir):
     import onnxruntime as ort
     import torch
 
-    from training.documents.graft import graft, load_snap
-    from training.preprocess import localiser_input, to_channels
+    from stn_align.core.preprocess import localiser_input, to_channels
+    from stn_align.training.documents.graft import graft, load_snap
 
     path = EXPORTED / "doc-rotation.onnx"
     snap, _ = load_snap(graft(path, tmp_path / "snap.pt"))

@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.documents.layout import render_page
-from training.documents.skew import (
+from stn_align.core.preprocess import localiser_input
+from stn_align.training.documents.layout import render_page
+from stn_align.training.documents.rotation_model import SnapRotation
+from stn_align.training.documents.skew import (
     ProfileSkew,
     SkewRefine,
-    SnapRotation,
     away_from_padding,
     coords,
     degrees,
@@ -24,8 +25,7 @@ from training.documents.skew import (
     stroke_contrast,
     turned_rows,
 )
-from training.documents.synth import rotate_expand
-from training.preprocess import localiser_input
+from stn_align.training.documents.synth import rotate_expand
 
 
 def pair(deg):

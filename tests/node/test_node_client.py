@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE.parent / "service"))
 
 import service_testlib  # noqa: E402
 
-from service.config import ServiceConfig  # noqa: E402
-from service.server import create_server  # noqa: E402
+from stn_align.service.config import ServiceConfig  # noqa: E402
+from stn_align.service.server import create_server  # noqa: E402
 
 
 def _node_modules() -> None:

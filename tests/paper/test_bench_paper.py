@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(not DATA.is_file(), reason=f"cluttered MNIST not
 
 
 def test_bench_paper_smoke(tmp_path):
-    from service.cli import main
-    from training.paper.benchmark import experiments
+    from stn_align.experiments.paper.benchmark import experiments
+    from stn_align.service.cli import main
 
     out, report = tmp_path / "runs", tmp_path / "docs"
     report.mkdir()

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import service_testlib  # noqa: E402
 
-from service.config import ServiceConfig  # noqa: E402
+from stn_align.service.config import ServiceConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def base_config(model_dir) -> ServiceConfig:
 
 @pytest.fixture(scope="session")
 def server(base_config):
-    from service.server import create_server
+    from stn_align.service.server import create_server
 
     handle, port = create_server("127.0.0.1:0", base_config)
     yield handle, port
@@ -48,7 +48,7 @@ def server(base_config):
 
 @pytest.fixture
 def client(server):
-    from service.client import AlignClient
+    from stn_align.service.client import AlignClient
 
     _, port = server
     with AlignClient(f"127.0.0.1:{port}", timeout=30) as c:

@@ -1,7 +1,7 @@
 """Helpers for the service tests: test images, a slow-session wrapper, and tiny localiser graphs
-that honour the export contract, built with onnx.helper (no torch, no training). Their theta
-depends on the mean grey level of the localiser's input, so tests can tell which answer belongs to
-which image in a batch:
+that honour the model contract (stn_align.core.contract), built with onnx.helper (no torch, no
+training). Their theta depends on the mean grey level of the localiser's input, so tests can tell
+which answer belongs to which image in a batch:
 
 - rotation: angle = (mean - 128) / 2 degrees, theta = (cos, sin);
 - projective: every corner moves inward by 0.2 * mean / 255 (a centred crop).
@@ -18,29 +18,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from stn_align.core.contract import ModelContract
+
 
 def expected_angle(small: np.ndarray) -> float:
     return (float(small.astype(np.float32).mean()) - 128.0) / 2.0
-
-
-def _metadata(
-    model: onnx.ModelProto, name: str, family: str, size: int, channels: int, params: int
-):
-    props = {
-        "family": family,
-        "input_size": str(size),
-        "input_channels": str(channels),
-        "input_dtype": "uint8",
-        "preprocess": "letterbox" if family == "rotation" else "stretch",
-        "letterbox_fill": "255",
-        "param_count": str(params),
-        "tps_grid": "4",
-        "convention": "grid_sample align_corners=False, output->input",
-        "producer": "tests/service/service_testlib.py",
-        "metrics": "{}",
-        "name": name,
-    }
-    helper.set_model_props(model, props)
 
 
 def _const(name: str, value) -> onnx.NodeProto:
@@ -82,7 +64,18 @@ def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
     graph = helper.make_graph(nodes, name, [image], [theta])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    _metadata(model, name, family, size, channels, params)
+    contract = ModelContract(
+        name=name,
+        family=family,
+        input_size=size,
+        input_channels=channels,
+        letterbox_fill=255,
+        producer="tests/service/service_testlib.py",
+        # as doc-perspective's: first in a chain, its corners snapped to the page's edges
+        chain_role="first" if family == "projective" else "any",
+        postprocess=("page_edges",) if family == "projective" else (),
+    )
+    helper.set_model_props(model, contract.to_metadata())
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

@@ -7,7 +7,7 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher, QueueFull
+from stn_align.service.batching import MicroBatcher, QueueFull
 
 
 def _double(batch: np.ndarray) -> np.ndarray:

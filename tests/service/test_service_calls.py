@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from service_testlib import expected_angle, png
 
-from service.client import make_request, rectified_array
-from service.proto import alignment_pb2 as pb
+from stn_align.service.client import make_request, rectified_array
+from stn_align.service.proto import alignment_pb2 as pb
 
 
 def _status(fn):
@@ -264,7 +264,7 @@ def test_calls_are_logged_with_request_ids(client, caplog):
     import json
     import logging
 
-    from service.logs import JsonFormatter
+    from stn_align.service.logs import JsonFormatter
 
     with caplog.at_level(logging.INFO, logger="stn.service.calls"):
         client.align(png(), model="doc-rotation", request_id="trace-me")

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import generate_latest
 from service_testlib import SlowSession, png
 
-from service import commands
-from service.rectify import MANIFEST, load_manifest, output_path
-from service.server import create_server
+from stn_align.service import commands
+from stn_align.service.rectify import MANIFEST, load_manifest, output_path
+from stn_align.service.server import create_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,7 +182,9 @@ def test_rectify_resumes_after_an_interrupted_run(base_config, tmp_path):
     try:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "service.commands", *argv], cwd=ROOT, stderr=subprocess.PIPE
+                [sys.executable, "-m", "stn_align.service.commands", *argv],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
             )
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -217,14 +219,14 @@ def test_rectify_resumes_after_an_interrupted_run(base_config, tmp_path):
 
 
 def test_serve_fails_start_up_when_the_gpu_is_required_but_absent(model_dir):
-    from service.models import CUDA, load_repository
+    from stn_align.service.models import CUDA, load_repository
 
     if load_repository(model_dir, ["doc-rotation"], "auto")["doc-rotation"].provider == CUDA:
         pytest.skip("CUDA binds here, so require_gpu cannot fail")
     env = {**os.environ, "STN_MODEL_DIR": str(model_dir), "STN_ADDRESS": "127.0.0.1:0",
            "STN_METRICS_PORT": "0", "STN_REQUIRE_GPU": "true"}  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-m", "service.commands", "serve"],
+        [sys.executable, "-m", "stn_align.service.commands", "serve"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 1

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from service.config import SETTINGS, ConfigError, ServiceConfig, add_flags, load_config
+from stn_align.service.config import SETTINGS, ConfigError, ServiceConfig, add_flags, load_config
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -75,7 +75,7 @@ def test_replace_validates():
     ],
 )
 def test_batch_workers_and_threads_share_the_cores(monkeypatch, cores, workers, threads, expected):
-    monkeypatch.setattr("service.config.cpu_cores", lambda: cores)
+    monkeypatch.setattr("stn_align.service.config.cpu_cores", lambda: cores)
     config = ServiceConfig(batch_workers=workers, ort_threads=threads)
     assert (config.batch_workers_for(False), config.intra_op_threads()) == expected
     assert config.batch_workers_for(True) == (workers or 1)  # the GPU queues: one unless set
@@ -95,7 +95,7 @@ def test_every_setting_is_documented():
 def test_cpu_cores_follow_a_container_quota(monkeypatch, tmp_path, cpu_max, expected):
     import os
 
-    from service import config
+    from stn_align.service import config
 
     path = tmp_path / "cpu.max"
     path.write_text(cpu_max)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.client import AlignClient
-from service.config import SETTINGS, load_config
+from stn_align.service.client import AlignClient
+from stn_align.service.config import SETTINGS, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
@@ -42,7 +42,7 @@ def test_compose_gpu_service(compose):
     (models,) = [v for v in stn["volumes"] if v["target"] == "/models"]
     assert models["source"] == "./exported" and models["read_only"] is True
     assert {"50051:50051", "9100:9100"} <= set(stn["ports"])
-    assert stn["healthcheck"]["test"] == ["CMD", "python", "-m", "service.healthcheck"]
+    assert stn["healthcheck"]["test"] == ["CMD", "python", "-m", "stn_align.service.healthcheck"]
     assert stn["user"] == "10001:10001" and stn["read_only"] is True
     env = _defaults(stn["environment"])
     assert env["STN_REQUIRE_GPU"] == "true" and env["STN_MODEL_DIR"] == "/models"
@@ -90,7 +90,7 @@ def test_dockerfile_promises():
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and not user[-1].startswith(("0", "root"))
     assert 'ENTRYPOINT ["/app/deploy/entrypoint.sh"]' in text
-    assert "service.healthcheck" in text and "EXPOSE 50051 9100" in text
+    assert "stn_align.service.healthcheck" in text and "EXPOSE 50051 9100" in text
     assert "torch" not in re.sub(r"#.*", "", text)
     for line in re.findall(r"^COPY (.+)$", text, re.M):
         for source in line.split()[:-1]:
@@ -150,7 +150,13 @@ def test_entrypoint_serves_then_drains_on_sigterm(model_dir, tmp_path):
         ["sh", str(ENTRYPOINT)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        health = [sys.executable, "-m", "service.healthcheck", "--address", f"127.0.0.1:{port}"]
+        health = [
+            sys.executable,
+            "-m",
+            "stn_align.service.healthcheck",
+            "--address",
+            f"127.0.0.1:{port}",
+        ]
         deadline = time.monotonic() + 60
         while subprocess.run(health, cwd=ROOT, capture_output=True).returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline, (

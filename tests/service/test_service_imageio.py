@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imageio import ImageError, decode, encode, from_raw
+from stn_align.service.imageio import ImageError, decode, encode, from_raw
 
 RGB = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
 

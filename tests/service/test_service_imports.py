@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVING_MODULES = (
-    "service.server", "service.servicer", "service.pipeline", "service.client", "service.rectify",
-    "service.commands", "service.models", "service.batching", "service.imageio", "service.warp",
-    "service.interceptors", "service.config", "service.logs",
+SERVING_MODULES = tuple(
+    f"stn_align.service.{name}"
+    for name in (
+        "server", "servicer", "pipeline", "client", "rectify", "commands", "models", "batching",
+        "imageio", "warp", "interceptors", "config", "logs",
+    )
 )  # fmt: skip
 
 
@@ -23,7 +25,7 @@ def test_serving_modules_do_not_import_torch(model_dir):
     code = (
         "import sys\n"
         f"for name in {SERVING_MODULES!r}: __import__(name)\n"
-        "from service.pipeline import Pipeline\n"
+        "from stn_align.service.pipeline import Pipeline\n"
         f"Pipeline.from_dir({str(model_dir)!r}).close()\n"  # loading models and onnxruntime too
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
@@ -36,7 +38,10 @@ def test_serving_modules_do_not_import_torch(model_dir):
 
 def test_command_module_imports_nothing_heavy():
     heavy = ("torch", "onnxruntime", "grpc", "cv2")
-    code = f"import sys, service.commands; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = (
+        "import sys, stn_align.service.commands; "
+        f"print(sorted(m for m in {heavy} if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

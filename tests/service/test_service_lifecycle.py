@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from service_testlib import SlowSession, png
 
-from service.client import AlignClient
-from service.server import create_server
+from stn_align.service.client import AlignClient
+from stn_align.service.server import create_server
 
 
 def _slow(handle, delay: float, model: str = "doc-rotation") -> SlowSession:
@@ -101,7 +101,7 @@ def test_cancelled_stream_stops_its_work(base_config):
     client = AlignClient(f"127.0.0.1:{port}")
     try:
         slow = _slow(handle, 0.3)
-        from service.client import make_request
+        from stn_align.service.client import make_request
 
         requests = [
             make_request(png(120, (32, 32)), f"r{i}", "doc-rotation", encoding="none")

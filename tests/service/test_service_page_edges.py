@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from service.config import ServiceConfig
-from service.models import ModelError
-from service.page_edges import snap_corners
-from service.pipeline import AlignOptions, Pipeline
-from training import geometry
+from stn_align.core import geometry
+from stn_align.service.config import ServiceConfig
+from stn_align.service.models import ModelError
+from stn_align.service.page_edges import snap_corners
+from stn_align.service.pipeline import AlignOptions, Pipeline
 
 
 def _photo(
@@ -84,7 +84,7 @@ def test_pipeline_snaps_the_projective_stage(model_dir, base_config):
     rgb = np.repeat(_photo(quad)[:, :, None], 3, axis=2)
     options = AlignOptions(models=["doc-perspective"], encoding="none")
     snapped = Pipeline.from_dir(str(model_dir), base_config)
-    plain = Pipeline.from_dir(str(model_dir), base_config.replace(page_edges=""))
+    plain = Pipeline.from_dir(str(model_dir), base_config.replace(page_edges="none"))
     try:
         found = snapped.align(rgb, options)
         rough = plain.align(rgb, options)
@@ -101,6 +101,15 @@ def test_pipeline_snaps_the_projective_stage(model_dir, base_config):
 def test_page_edges_setting_accepts_only_projective_models(model_dir, base_config):
     with pytest.raises(ModelError, match="page_edges.*doc-rotation is a rotation model"):
         Pipeline.from_dir(str(model_dir), base_config.replace(page_edges="doc-rotation"))
-    # a name that is not loaded is no error: the default names doc-perspective
+    # a name that is not loaded is no error
     Pipeline.from_dir(str(model_dir), base_config.replace(page_edges="not-loaded")).close()
-    assert ServiceConfig().page_edge_models == {"doc-perspective"}
+
+
+def test_page_edges_auto_follows_the_model_contracts(model_dir, base_config):
+    assert ServiceConfig().page_edges == "auto"
+    pipe = Pipeline.from_dir(str(model_dir), base_config)  # doc-perspective's contract asks
+    assert pipe.page_edge_models == {"doc-perspective"}
+    pipe.close()
+    pipe = Pipeline.from_dir(str(model_dir), base_config.replace(page_edges="none"))
+    assert pipe.page_edge_models == set()
+    pipe.close()

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from service_testlib import expected_angle
 
-from service import warp
-from service.imageio import ImageError
-from service.models import CUDA, ModelError, load_repository
-from service.pipeline import AlignOptions, Pipeline, UnknownModel
-from training import geometry
-from training.preprocess import localiser_input
+from stn_align.core import geometry
+from stn_align.core.preprocess import localiser_input
+from stn_align.service import warp
+from stn_align.service.imageio import ImageError
+from stn_align.service.models import CUDA, ModelError, load_repository
+from stn_align.service.pipeline import AlignOptions, Pipeline, UnknownModel
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_chain_second_model_sees_the_first_models_output(pipeline):
     assert result.rectified is None
     intermediate = warp.warp_matrix(image, first.matrix, first.out_hw)
     rot = pipeline.models["doc-rotation"]
-    small = localiser_input(intermediate, rot.input_size, rot.preprocess, rot.letterbox_fill)
+    c = rot.contract
+    small = localiser_input(intermediate, c.input_size, c.preprocess, c.letterbox_fill)
     # the pipeline warps straight to a reduced size; the localiser input agrees to resampling error
     assert second.angle == pytest.approx(expected_angle(small), abs=1.0)
     np.testing.assert_allclose(
@@ -160,6 +161,7 @@ def test_chained_small_copy_matches_a_full_resolution_warp(pipeline):
     acc = geometry.pixel_matrix("rotation", geometry.rotation_params(8.0), (900, 1200), stage_hw)
     ours = pipeline._small_copy(model, image, acc, stage_hw, AlignOptions())
     full = warp.warp_matrix(image, acc, stage_hw)
-    reference = localiser_input(full, model.input_size, model.preprocess, model.letterbox_fill)
+    c = model.contract
+    reference = localiser_input(full, c.input_size, c.preprocess, c.letterbox_fill)
     diff = np.abs(ours.astype(int) - reference.astype(int))
     assert diff.mean() < 4, diff.mean()

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.config import ServiceConfig
-from service.models import CUDA
-from service.pipeline import AlignOptions, Pipeline
+from stn_align.service.config import ServiceConfig
+from stn_align.service.models import CUDA
+from stn_align.service.pipeline import AlignOptions, Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 

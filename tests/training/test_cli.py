@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.cli import main
+from stn_align.service.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -56,7 +56,7 @@ def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_help_needs_no_torch():
     """`stn --help` and the command table load without importing torch or onnxruntime."""
     code = (
-        "import sys; from service.cli import build_parser; build_parser(); "
+        "import sys; from stn_align.service.cli import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -73,7 +73,7 @@ def test_torchrun_data_parallel_smoke(tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "service.cli",
+        "stn_align.service.cli",
         "train",
         *TINY,
         "--steps",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.config import ConfigError, load_config
+from stn_align.training.config import ConfigError, load_config
 
 
 def test_toml_yaml_and_overrides(tmp_path):

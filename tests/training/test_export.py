@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from training import geometry
-from training.build import build_transformer
-from training.config import ModelConfig
-from training.export import CUDA_OPS, export_model, graph_ops, read_metadata
+from stn_align.core import geometry
+from stn_align.training.build import build_transformer
+from stn_align.training.config import ModelConfig
+from stn_align.training.export import CUDA_OPS, export_model, graph_ops, read_metadata
 
 
 def perturbed(cfg: ModelConfig):
@@ -130,7 +130,7 @@ def test_export_rejects_bad_requests(tmp_path):
 
 
 def test_normalise_matches_its_definition():
-    from training.model import Normalise
+    from stn_align.training.model import Normalise
 
     x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
     for mean, std in ((0.5, 0.5), (0.1307, 0.3081)):

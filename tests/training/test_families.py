@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import geometry
-from training.families import build_family
-from training.sampler import sample
+from stn_align.core import geometry
+from stn_align.training.families import build_family
+from stn_align.training.sampler import sample
 
 
 @pytest.mark.parametrize("family", geometry.FAMILIES)

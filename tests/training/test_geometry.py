@@ -1,4 +1,4 @@
-"""training.geometry (NumPy) against torch's grid_sample, OpenCV and the torch families."""
+"""stn_align.core.geometry (NumPy) against torch's grid_sample, OpenCV and the torch families."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import geometry
-from training.config import DataConfig
-from training.data import random_params
-from training.families import build_family
+from stn_align.core import geometry
+from stn_align.training.config import DataConfig
+from stn_align.training.data import random_params
+from stn_align.training.families import build_family
 
 FAMILIES = geometry.FAMILIES
 SIZES = [((300, 220), (180, 260)), ((257, 257), (257, 257)), ((200, 310), (310, 200))]
@@ -144,7 +144,7 @@ def test_wrap_and_errors():
 
 @pytest.mark.parametrize("out_hw", [(1001, 777), (2000, 1500), (9, 5), (1, 1)])
 def test_tps_maps_from_a_coarse_grid_match_the_exact_ones(out_hw):
-    from training.documents.curl import random_curl
+    from stn_align.training.documents.curl import random_curl
 
     params = random_curl(np.random.default_rng(7), scale=1.5)
     exact = geometry.sampling_maps("tps", params, (1200, 900), out_hw)

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.preprocess import letterbox_placement, localiser_input
+from stn_align.core.preprocess import letterbox_placement, localiser_input
 
 
 def page(h: int, w: int) -> np.ndarray:

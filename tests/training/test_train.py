@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from training.config import load_config
-from training.data import build_dataset
-from training.train import evaluate, load_checkpoint, param_groups, point_loss, train
+from stn_align.training.config import load_config
+from stn_align.training.data import build_dataset
+from stn_align.training.train import evaluate, load_checkpoint, param_groups, point_loss, train
 
 
 def test_supervised_run_recovers_random_affine_transforms(tmp_path):
@@ -82,7 +82,7 @@ def test_localiser_gets_its_own_learning_rate():
             "localiser_lr=1e-5",
         ],
     )
-    from training.build import build_model
+    from stn_align.training.build import build_model
 
     model = build_model(cfg.model)
     groups = param_groups(model, cfg)
@@ -123,7 +123,7 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_localiser_init_identity_or_random():
-    from training.build import build_model
+    from stn_align.training.build import build_model
 
     cfg = load_config(None, ["model.localiser=fc", "model.input_size=16"]).model
     head = list(build_model(cfg).localiser.modules())[-1]
@@ -136,7 +136,7 @@ def test_localiser_init_identity_or_random():
 def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
     """The first batch's targets are NaN: its step is skipped and counted; the weights stay
     finite."""
-    from training import data
+    from stn_align.training import data
 
     def poisoned(cfg, split):
         clean = data.DATASETS["shapes"](cfg, split)
@@ -180,9 +180,9 @@ def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
 
 
 def test_corner_loss_is_the_mean_squared_corner_distance_and_stays_finite():
-    from training.families import build_family
-    from training.geometry import CORNERS
-    from training.train import corner_loss
+    from stn_align.core.geometry import CORNERS
+    from stn_align.training.families import build_family
+    from stn_align.training.train import corner_loss
 
     target = torch.zeros(2, 8)
     shifted = target.clone()

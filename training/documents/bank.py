@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.documents.layout import render_page
+from stn_align.training.documents.layout import render_page
 
 DEFAULT_BANK = Path("runs/pages")
 MANIFEST = "manifest.json"

@@ -2,10 +2,10 @@
 
 A book page photographed open bends towards the spine: its lines bow, more towards the top and
 bottom of the page, and the part near the spine is squeezed. Here the bend is drawn as the
-displacements of the TPS control points (training.families.ThinPlateSpline, axis frame): each
-flat (output) point q goes to the curled (input) point g(q). The curled image is rendered so that
-warping it by g gives the flat page back, so the drawn displacements are exactly the parameters a
-dewarping localiser should predict.
+displacements of the TPS control points (stn_align.training.families.ThinPlateSpline, axis frame):
+each flat (output) point q goes to the curled (input) point g(q). The curled image is rendered so
+that warping it by g gives the flat page back, so the drawn displacements are exactly the parameters
+a dewarping localiser should predict.
 
     rng = np.random.default_rng(0)
     params = random_curl(rng)                        # (2 n^2,) TPS displacements
@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training import geometry
+from stn_align.core import geometry
 
 MAX_BOW = 0.2  # axis-frame units (a page is 2 wide): the largest bow of a line, 10%
 MAX_SQUEEZE = 0.1  # how far content near the spine moves towards it

@@ -1,10 +1,11 @@
 """Training data for document localisers: bank pages, degraded and transformed on the fly.
 
-`build_dataset(cfg, split)` is the `documents` entry of training.data.DATASETS. Config keys used:
+`build_dataset(cfg, split)` is the `documents` entry of stn_align.training.data.DATASETS. Config
+keys used:
 - model.family: "rotation" (pages turned over up to data.max_rotation degrees; 180 = whole circle),
   "projective" (pages photographed on a background: in-plane turn up to data.max_rotation,
   corners pushed by up to data.max_corner of the page size) or "tps" (flat-framed pages bent by a
-  book's curl, training.documents.curl; model.tps_grid control points);
+  book's curl, stn_align.training.documents.curl; model.tps_grid control points);
 - model.input_size, model.channels, model.letterbox_fill: the localiser's input;
 - data.path: the page bank folder (default runs/pages; rendered on first use if missing);
 - data.train_size, data.val_size: items per epoch; seed: everything is drawn from (seed, split, i).
@@ -23,10 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training import geometry
-from training.documents import curl, degrade, synth
-from training.documents.bank import DEFAULT_BANK, MANIFEST, build_bank, load_bank
-from training.preprocess import localiser_input, to_channels
+from stn_align.core import geometry
+from stn_align.core.preprocess import localiser_input, to_channels
+from stn_align.training.documents import curl, degrade, synth
+from stn_align.training.documents.bank import DEFAULT_BANK, MANIFEST, build_bank, load_bank
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FAMILIES = ("rotation", "projective", "tps")

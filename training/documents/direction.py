@@ -11,11 +11,11 @@ strips of the de-rotated page keep that shape; a profile across a whole page wou
 The vote is antisymmetric by construction, vote(profile reversed) = -vote(profile): turning the
 page by a half turn reverses every profile, so the two answers can never agree.
 
-Training (`python -m training.documents.direction`): synthetic pages from the bank, turned over the
-whole circle, go through the shipped model's fixed front (the profile skew and the axis, which have
-no weights) at the model's input size; the profiles, the label (is the truth nearer the base
-orientation or its half turn) and the learned cascade's own vote are cached, then the net is fitted
-on the cache and the weight of the cascade's vote is chosen on held-out pages. Example:
+Training (`python -m stn_align.training.documents.direction`): synthetic pages from the bank, turned
+over the whole circle, go through the shipped model's fixed front (the profile skew and the axis,
+which have no weights) at the model's input size; the profiles, the label (is the truth nearer the
+base orientation or its half turn) and the learned cascade's own vote are cached, then the net is
+fitted on the cache and the weight of the cascade's vote is chosen on held-out pages. Example:
 
     >>> net = ProfileDirection(768)
     >>> float(net(torch.rand(2, STRIPS, 768)).abs().max())  # untrained: no opinion
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.documents.skew import turned_rows
+from stn_align.training.documents.skew import turned_rows
 
 STRIPS = 16  # vertical strips per page: each one column or less of a multi-column page
 WIDTH = 16  # channels of the 1-D net
@@ -55,6 +55,8 @@ def strip_profiles(rows: torch.Tensor) -> torch.Tensor:
 class ProfileDirection(nn.Module):
     """Strip profiles (N, K, S) -> (N,) vote: positive where the lines read upright."""
 
+    reverse: torch.Tensor
+
     def __init__(self, size: int, width: int = WIDTH):
         super().__init__()
         # Dilations 1, 2, 4: a receptive field of 43 rows, a line and its neighbours' gaps at the
@@ -68,11 +70,11 @@ class ProfileDirection(nn.Module):
             nn.ReLU(),
             nn.Conv2d(width, width, (1, 7), padding=(0, 12), dilation=(1, 4)),
             nn.ReLU(),
-            nn.Conv2d(width, 1, 1),
+            last := nn.Conv2d(width, 1, 1),
         )
         self.register_load_state_dict_pre_hook(_one_dimensional_weights)
-        nn.init.zeros_(self.net[-1].weight)  # untrained: votes 0, the learned cascade decides
-        nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(last.weight)  # untrained: votes 0, the learned cascade decides
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
         # A constant index (Gather) rather than torch.flip: both export, Gather is on the list of
         # ops with CUDA kernels.
         self.register_buffer("reverse", torch.arange(size - 1, -1, -1), persistent=False)
@@ -108,7 +110,7 @@ class FrontPages(torch.utils.data.Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        from training.documents.dataset import rotation_item
+        from stn_align.training.documents.dataset import rotation_item
 
         rng = np.random.default_rng([self.seed, index])
         ink = self.pages[int(rng.integers(len(self.pages)))]
@@ -202,9 +204,11 @@ def choose_reader_weight(vote: torch.Tensor, reader_vote: torch.Tensor, agree: t
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train the line-profile direction reader of a doc-rotation checkpoint (made "
-        "by training.documents.graft) and write the checkpoint with it."
+        "by stn_align.training.documents.graft) and write the checkpoint with it."
     )
-    parser.add_argument("checkpoint", help="snap checkpoint from training.documents.graft")
+    parser.add_argument(
+        "checkpoint", help="snap checkpoint from stn_align.training.documents.graft"
+    )
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write")
     parser.add_argument("--bank", default="runs/pages", help="page bank (default runs/pages)")
     parser.add_argument("--pages", type=int, default=8000, help="training pages (default 8000)")
@@ -222,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    from training.documents.bank import load_bank
-    from training.documents.graft import load_snap, save_fitted
+    from stn_align.training.documents.bank import load_bank
+    from stn_align.training.documents.graft import load_snap, save_fitted
 
     snap, state = load_snap(args.checkpoint)
     pages = load_bank(args.bank)

@@ -12,8 +12,9 @@ and scored by the mean distance between where the predicted and the true thin-pl
 16 x 16 grid of points, in % of the page diagonal; "no dewarping" (the identity) is scored beside
 the model, for scale.
 
-Models are run through service.pipeline.Pipeline, the code path the server and `stn rectify` use,
-so the pages/s column is localise + warp as users get it (decode and page generation excluded).
+Models are run through stn_align.service.pipeline.Pipeline, the code path the server and `stn
+rectify` use, so the pages/s column is localise + warp as users get it (decode and page generation
+excluded).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.documents import curl, metrics, peers, synth
-from training.geometry import identity_params, wrap_degrees
+from stn_align.core.geometry import identity_params, wrap_degrees
+from stn_align.training.documents import curl, metrics, peers, synth
 
 MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
 # Rotation peers get a copy at most this long: a 50 MP page (a 25 MP scan turned on an expanded
@@ -157,7 +159,7 @@ def dewarp_samples(folder: Path, count: int, seed: int, only=None):
 
 def model_method(pipeline, model: str, mode: str):
     """A method function for one exported model, through the service pipeline."""
-    from service.pipeline import AlignOptions
+    from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=[model], encoding="raw")
 
@@ -189,12 +191,12 @@ def evaluate(
     methods: dict = {}
     pipeline = None
     if model:
-        from service.config import ServiceConfig
-        from service.pipeline import Pipeline
+        from stn_align.service.config import ServiceConfig
+        from stn_align.service.pipeline import Pipeline
 
         config = ServiceConfig(model_dir=model_dir, models=model, warmup_runs=1)
         pipeline = Pipeline.from_dir(
-            model_dir, config if page_edges else config.replace(page_edges="")
+            model_dir, config if page_edges else config.replace(page_edges="none")
         )
         pipeline.warmup(1)
         methods[model] = model_method(pipeline, model, mode)
@@ -215,7 +217,7 @@ def evaluate(
                 "and no --model was given"
             )
         raise ValueError("nothing to evaluate: give --model and/or --peers")
-    makers = {
+    makers: dict[str, Callable[[Path, int, int], Iterator[Sample]]] = {
         "rotation": rotation_samples,
         "perspective": perspective_samples,
         "dewarp": dewarp_samples,
@@ -277,6 +279,7 @@ def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
     if answer is None:
         result.failed += 1
     if mode == "rotation":
+        assert sample.truth_angle is not None
         error = metrics.angle_error(answer, sample.truth_angle)
         result.predictions.append(
             {
@@ -289,11 +292,13 @@ def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
             }
         )
     elif mode == "dewarp":
+        assert sample.truth_params is not None
         error = metrics.grid_error(answer, sample.truth_params, sample.image.shape[:2])
         result.predictions.append(
             {"file": sample.name, "source": sample.source, "grid_error_pct": round(error, 4)}
         )
     else:
+        assert sample.truth_corners is not None
         error = metrics.corner_error(answer, sample.truth_corners)
         result.predictions.append(
             {

@@ -1,20 +1,22 @@
 """Make a doc-rotation checkpoint (skew.SnapRotation) from a trained rotation cascade.
 
-    python -m training.documents.graft runs/doc-rotation/ckpt.pt -o runs/doc-rotation/snap.pt
-    python -m training.documents.direction runs/doc-rotation/snap.pt -o runs/doc-rotation/final.pt
+    python -m stn_align.training.documents.graft runs/doc-rotation/ckpt.pt \
+        -o runs/doc-rotation/snap.pt
+    python -m stn_align.training.documents.direction runs/doc-rotation/snap.pt \
+        -o runs/doc-rotation/final.pt
     stn export runs/doc-rotation/final.pt -o exported/doc-rotation.onnx --name doc-rotation
 
 The cascade (trained by `stn train --config configs/doc-rotation.toml`, input 128) becomes the
 layout reader of SnapRotation, whose input is 6 x 128 = 768; the profile skew has no weights and the
-line-profile direction reader starts untrained (training.documents.direction fits it).
+line-profile direction reader starts untrained (stn_align.training.documents.direction fits it).
 
 The source may also be an exported doc-rotation ONNX file: its cascade weights are read back
 (ONNX export folds each BatchNorm into the convolution before it, so the batch norms come back as
 identities carrying the folded bias), and so are its line and layout readers' and the weights of
 the votes, where it has them: the checkpoint then gives the file's outputs, so a shipped model can
 be re-exported (after a change to the weightless front, say) without its training runs'
-checkpoints. Fitting a reader again (training.documents.direction, .layout_direction) chooses the
-weights of the votes again.
+checkpoints. Fitting a reader again (stn_align.training.documents.direction, .layout_direction)
+chooses the weights of the votes again.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import cast
 
 import torch
+from torch import nn
 
-from training.build import build_model
-from training.config import model_config_from_dict
+from stn_align.training.build import build_model
+from stn_align.training.config import model_config_from_dict
+from stn_align.training.documents.rotation_model import SnapRotation
 
 LOCALISER_PREFIX = "stn.localiser."
 READER_PREFIX = LOCALISER_PREFIX + "reader."
@@ -46,18 +51,22 @@ def graft(source: str | Path, output: str | Path) -> Path:
         extra["step"] = state.get("step", 0)
         rest = {}
     snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
-    model = build_model(snap_cfg)
-    model.localiser.reader.load_state_dict(weights, strict=True)
+    snap = _snap(build_model(snap_cfg))
+    snap.reader.load_state_dict(weights, strict=True)
     # The other readers and the votes' weights, where the file has them. A bias that cancels in
     # a reader's antisymmetric vote is pruned from the graph: the built module's value stands in.
-    current = model.localiser.state_dict()
+    current = snap.state_dict()
     for key, value in rest.items():
         if key not in current or current[key].numel() != value.numel():
             raise ValueError(f"{source}: {key} in the graph does not fit the model")
         current[key] = value.reshape(current[key].shape)
-    model.localiser.load_state_dict(current, strict=True)
+    snap.load_state_dict(current, strict=True)
     state = {"model_config": dataclasses.asdict(snap_cfg), "grafted_from": str(source), **extra}
-    return save_snap(model.localiser, state, output)
+    return save_snap(snap, state, output)
+
+
+def _snap(model: nn.Module) -> SnapRotation:
+    return cast(SnapRotation, model.localiser)
 
 
 def load_snap(path: str | Path):
@@ -65,13 +74,13 @@ def load_snap(path: str | Path):
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(model_config_from_dict(state["model_config"]))
     model.load_state_dict(state["model"], strict=True)
-    return model.localiser.eval(), state
+    return _snap(model).eval(), state
 
 
 def save_snap(snap, state: dict, output: str | Path, **extra) -> Path:
     """Write a checkpoint holding `snap` as the localiser, keeping the rest of `state`."""
     model = build_model(model_config_from_dict(state["model_config"]))
-    model.localiser.load_state_dict(snap.state_dict(), strict=True)
+    _snap(model).load_state_dict(snap.state_dict(), strict=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**state, **extra, "model": model.state_dict()}, output)
@@ -92,8 +101,8 @@ def _from_onnx(path: Path):
     import onnx
     from onnx import numpy_helper
 
-    from training.documents.model import Cascade
-    from training.export import read_metadata
+    from stn_align.training.documents.model import Cascade
+    from stn_align.training.export import read_metadata
 
     meta = read_metadata(path)
     graph = onnx.load(str(path)).graph
@@ -123,7 +132,7 @@ def _from_onnx(path: Path):
         weights[key] = arrays[w]
         prefix, index, _ = key.rsplit(".", 2)
         norm = f"{prefix}.{int(index) + 1}"
-        eps = cascade.get_submodule(norm).eps
+        eps = float(cast(nn.BatchNorm2d, cascade.get_submodule(norm)).eps)
         weights[f"{norm}.weight"] = torch.ones_like(arrays[b])
         weights[f"{norm}.bias"] = arrays[b]
         weights[f"{norm}.running_mean"] = torch.zeros_like(arrays[b])

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from training.documents.fonts import Font, find_fonts
-from training.documents.text import TextSource, pick_script
+from stn_align.training.documents.fonts import Font, find_fonts
+from stn_align.training.documents.text import TextSource, pick_script
 
 PAGE_KINDS = {
     "article": 0.4,
@@ -29,9 +29,10 @@ PAGE_KINDS = {
 class Writer:
     """Draws text in one font and size, with PIL (TrueType) or OpenCV's Hershey fonts."""
 
-    def __init__(self, canvas: Image.Image, font: Font | None, size: int, rtl: bool):
+    def __init__(self, canvas: Image.Image, font: Font | None, size: float, rtl: bool):
         self.canvas, self.draw, self.rtl = canvas, ImageDraw.Draw(canvas), rtl
         self.size = max(6, int(size))
+        self.font: ImageFont.FreeTypeFont | None
         if font is not None:
             self.font = ImageFont.truetype(font.path, self.size)
             top, bottom = self.font.getbbox("Ag")[1], self.font.getbbox("Ag")[3]

@@ -13,11 +13,11 @@ the line reader (every row, one point in four along them), averaged to a square 
 input size. Like the line reader its vote is antisymmetric by construction: the net's evidence on
 the page minus its evidence on the page turned by a half turn.
 
-Training (`python -m training.documents.layout_direction`): synthetic pages from the bank through
-the model's fixed front, cached with the line reader's profiles and the cascade's vote; the net is
-fitted on them, then the weights of its vote and the cascade's, beside the line reader's, are
-chosen on held-out pages drawn from a bank of other base pages (a 2-D net could learn a page it
-has seen; the held-out pages must be new). Example:
+Training (`python -m stn_align.training.documents.layout_direction`): synthetic pages from the bank
+through the model's fixed front, cached with the line reader's profiles and the cascade's vote; the
+net is fitted on them, then the weights of its vote and the cascade's, beside the line reader's, are
+chosen on held-out pages drawn from a bank of other base pages (a 2-D net could learn a page it has
+seen; the held-out pages must be new). Example:
 
     >>> net = LayoutDirection()
     >>> float(net(torch.rand(2, 1, 192, 192)).abs().max())  # untrained: no opinion
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.documents.direction import axis_found, make_cache, votes
-from training.documents.skew import row_spacing
+from stn_align.training.documents.direction import axis_found, make_cache, votes
+from stn_align.training.documents.skew import row_spacing
 
 LARGE = 1e4  # an unbounded layout vote, as a finite number (ONNX Clip bounds)
 POOL_ROWS = 4  # the turned rows averaged over this many rows (and pixels along): a square S / 4
@@ -52,6 +52,8 @@ def layout_page(rows: torch.Tensor) -> torch.Tensor:
 
 class LayoutDirection(nn.Module):
     """Turned pages (N, 1, P, P), lines along the rows -> (N,) vote: positive where upright."""
+
+    reverse: torch.Tensor
 
     CELL = 48  # the evidence keeps a map of where on the page it was seen, in cells this wide
 
@@ -191,7 +193,8 @@ def choose_weights(line: torch.Tensor, layout: torch.Tensor, cascade: torch.Tens
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train the layout direction reader of a doc-rotation checkpoint (made by "
-        "training.documents.graft, its line reader fitted) and choose the weights of the votes "
+        "stn_align.training.documents.graft, its line reader fitted) and choose the weights of "
+        "the votes "
         "on held-out pages from another bank; write the checkpoint with them."
     )
     parser.add_argument("checkpoint", help="snap checkpoint with a fitted line reader")
@@ -244,8 +247,8 @@ def cached(folder: str | None, name: str, make):
 
 
 def run(args) -> None:
-    from training.documents.bank import load_bank
-    from training.documents.graft import load_snap, save_fitted
+    from stn_align.training.documents.bank import load_bank
+    from stn_align.training.documents.graft import load_snap, save_fitted
 
     snap, state = load_snap(args.checkpoint)
     started = time.time()

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from training import geometry
-from training.geometry import wrap_degrees
+from stn_align.core import geometry
+from stn_align.core.geometry import wrap_degrees
 
 WORST_ANGLE = 180.0
 WORST_CORNER = 100.0

@@ -1,6 +1,6 @@
-"""The `doc` localiser for document pages. Rotation models of input 384 and up use
-skew.SnapRotation; projective models (and smaller rotation ones) use the learned two-stage cascade
-here, thin-plate-spline models (doc-dewarp) one of its stages.
+"""The learned two-stage cascade of the document models: doc-perspective, the whole-page reader
+inside doc-rotation, and (one stage) doc-dewarp. `localiser.build_localiser` picks the model for a
+configuration.
 
 Stage one looks at a half-size copy and makes a coarse estimate over the whole range. The input is
 then re-sampled by that estimate (grid_sample, in-graph) and stage two, at full size, predicts the
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.families import build_family
-from training.geometry import CORNERS, identity_params
-from training.localisers import identity_head
+from stn_align.core.geometry import CORNERS, identity_params
+from stn_align.training.families import build_family
+from stn_align.training.localisers import identity_head
 
 CASCADE_FAMILIES = ("rotation", "projective")
 MIN_DIVISOR = 0.2  # the least homogeneous divisor composing projective stages
@@ -63,6 +63,8 @@ class Stage(nn.Module):
 
 
 class Cascade(nn.Module):
+    corners: torch.Tensor
+
     def __init__(self, family: str, channels: int, size: int, hidden: int):
         super().__init__()
         if family not in CASCADE_FAMILIES:
@@ -103,27 +105,3 @@ class Cascade(nn.Module):
         # horizon; the bound keeps that from dividing by zero (for the identity the divisor is 1).
         corners = mapped[..., :2] / mapped[..., 2:3].clamp_min(MIN_DIVISOR)
         return (corners - self.corners).reshape(-1, 8)
-
-
-def build_localiser(cfg, num_params: int) -> nn.Module:
-    """training.build.LOCALISERS["doc"]: ModelConfig -> raw theta of the family.
-
-    rotation with input_size >= 384: projection-profile skew and axis, and which way up from the
-    line-profile reader and a learned cascade (skew.SnapRotation, made from a trained cascade by
-    training/documents/graft.py, its line reader fitted by training/documents/direction.py);
-    tps (doc-dewarp): one Stage, its head the spline's control-point displacements; otherwise the
-    learned two-stage cascade above.
-    """
-    if cfg.family == "rotation" and cfg.input_size >= 384:
-        from training.documents.skew import SnapRotation
-
-        fill = (cfg.letterbox_fill / 255.0 - cfg.mean) / cfg.std  # the padding, once normalised
-        return SnapRotation(cfg.channels, cfg.input_size, cfg.hidden, fill)
-    if cfg.family == "tps":
-        # One stage: splines do not compose into a spline, so there is no cascade to build.
-        identity = torch.from_numpy(identity_params("tps", cfg.tps_grid))
-        return Stage(cfg.channels, cfg.input_size, cfg.hidden, identity)
-    model = Cascade(cfg.family, cfg.channels, cfg.input_size, cfg.hidden)
-    if model.family.num_params != num_params:
-        raise ValueError(f"{cfg.family} has {model.family.num_params} parameters, not {num_params}")
-    return model

@@ -24,8 +24,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from training.documents.synth import rotate_expand
-from training.geometry import wrap_degrees
+from stn_align.core.geometry import wrap_degrees
+from stn_align.training.documents.synth import rotate_expand
 
 
 def _grey(image: np.ndarray) -> np.ndarray:

@@ -33,7 +33,8 @@ SHARPNESS = 8.0  # softmax temperature on the z-scored profile scores
 
 
 def coords(n: int) -> torch.Tensor:
-    """Axis-frame coordinates of n pixel centres (align_corners=False), as in training.families."""
+    """Axis-frame coordinates of n pixel centres (align_corners=False), as in
+    stn_align.training.families."""
     return (torch.arange(n, dtype=torch.float32) * 2 + 1) / n - 1
 
 
@@ -97,6 +98,13 @@ class ProfileSkew(nn.Module):
     squashed copy is a fixed shift of each strip, so each level is one grouped 1-D convolution
     with constant weights. `measure` also says which axis the lines lie on.
     """
+
+    coarse_cos: torch.Tensor
+    coarse_sin: torch.Tensor
+    coarse_pairs4: torch.Tensor
+    xs_full: torch.Tensor
+    coarse_index: torch.Tensor
+    xs_narrow: torch.Tensor
 
     POOL = 16
 
@@ -343,6 +351,9 @@ class SkewRefine(nn.Module):
     the column profile halves the noise a little more but costs a second full-size resampling.
     """
 
+    offsets: torch.Tensor
+    bank: torch.Tensor
+
     POOL = 32  # strip width, pixels: 16 and 64 did no better on synthetic pages
 
     def __init__(self, size: int, span: float = REFINE[0], step: float = REFINE[1], pool=POOL):
@@ -356,74 +367,6 @@ class SkewRefine(nn.Module):
         strips = F.avg_pool2d(rows, (1, self.pool // row_spacing(rows)))[:, 0].transpose(1, 2)
         score = profile_scores(strips, self.bank)
         return multiply(pair, small_turn(candidate_weights(score) @ self.offsets))
-
-
-class SnapRotation(nn.Module):
-    """The whole-circle rotation localiser: precise skew and axis, then which way up.
-
-    - The profile skew (ProfileSkew, one level on a half-size copy, then SkewRefine at full size)
-      gives the skew modulo 90 degrees to a few hundredths of a degree and which axis the lines
-      lie on: the page is `base` or `base` turned by a half turn, with `base` the skew times
-      (1, 0) (lines along the rows) or (0, 1).
-    - Which of the two: the sum of two votes, the line-profile reader (direction.ProfileDirection,
-      on the full-size input: the shapes of the text lines) and, weighted by `reader_weight`, a
-      learned cascade (model.Cascade on a sixth-size copy, the whole circle to some degrees: the
-      layout of the page) by the cosine between its estimate and `base`.
-    One (cos, sin) comes out; the caller warps the original once.
-    """
-
-    def __init__(self, channels: int, size: int, hidden: int, fill_value: float):
-        super().__init__()
-        from training.documents.direction import ProfileDirection
-        from training.documents.layout_direction import LARGE, POOL_ROWS, LayoutDirection
-        from training.documents.model import Cascade
-
-        if size % 192:
-            raise ValueError(
-                f"input size must be a multiple of 192 for the rotation model, got {size}"
-            )
-        self.size, self.fill_value, self.along = size, fill_value, ALONG
-        self.skew = ProfileSkew(size // 2, fill_value, levels=FINE_LEVELS[:1])
-        self.refine = SkewRefine(size)
-        self.reader = Cascade("rotation", channels, size // 6, hidden)
-        self.direction = ProfileDirection(size)
-        self.layout = LayoutDirection(size // POOL_ROWS)
-        self.register_buffer("reader_weight", torch.ones(()))
-        # The layout vote's weight and bound, chosen by layout_direction.py.
-        self.register_buffer("layout_weight", torch.zeros(()))
-        self.register_buffer("layout_clip", torch.full((), LARGE))
-
-    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(base (N, 2), the cascade's vote (N,), the line reader's profiles, the layout reader's
-        page): the parts that the direction readers' training treats as fixed. The profiles and
-        the page come from the rows turned by the half-size estimate, which is within a degree of
-        `base`: over a strip's width that moves a line by under a pixel."""
-        from training.documents.direction import strip_profiles
-        from training.documents.layout_direction import layout_page
-
-        half = F.avg_pool2d(x, 2)
-        # Slicing a one-channel input still copies the page in ONNX Runtime, so only slice RGB.
-        grey, half_grey = (x, half) if x.shape[1] == 1 else (x[:, :1], half[:, :1])
-        # One padding mask for both sizes, from the half-size copy: a quarter of the reads of the
-        # full-size one, and the half-size level needs no max pools of its own.
-        keep = away_from_padding(half_grey, self.fill_value, 2)
-        # Grown by one more cell for the half-size level: its 5 x 5 contrast reaches twice as far.
-        wider = 1.0 - max_pool_square(1.0 - keep, 3)
-        skew, along = self.skew.measure(half_grey, spread(wider, half_grey))
-        rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
-        rows = turned_rows(stroke_contrast(grey) * spread(keep, grey), rough, self.along)
-        base = self.refine(rows, rough)
-        # A sixth-size copy is a third of the half-size one: the same means, a quarter the reads.
-        cascade = unit(self.reader(F.avg_pool2d(half, 3)), 1e-6)
-        return base, (cascade * base).sum(1), strip_profiles(rows), layout_page(rows)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base, reader_vote, profiles, page = self.front(x)
-        vote = self.direction(profiles) + self.reader_weight * reader_vote
-        layout = self.layout(page).clamp(-self.layout_clip, self.layout_clip)
-        vote = vote + self.layout_weight * layout
-        one = torch.ones_like(vote)
-        return base * torch.where(vote < 0, -one, one)[:, None]
 
 
 def degrees(pair: torch.Tensor) -> torch.Tensor:

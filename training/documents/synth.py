@@ -2,7 +2,7 @@
 page on a background. NumPy and OpenCV only: training data and `stn evaluate` both use these, so a
 model is scored on exactly the kind of transform it was trained on.
 
-Targets follow training/geometry.py:
+Targets follow core/geometry.py:
 - rotation: the content's counter-clockwise angle in degrees (theta = cos, sin of it);
 - projective: where the page's corners TL, TR, BR, BL land in the photo, in the photo's axis frame.
 """
@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from training import geometry
-from training.documents.degrade import smooth_field
+from stn_align.core import geometry
+from stn_align.training.documents.degrade import smooth_field
 
 
 def border_tone(image: np.ndarray) -> np.ndarray:
@@ -70,6 +70,7 @@ def background(
 ) -> np.ndarray:
     """A grey surface for a page to lie on: a table, a desk with papers, fabric, a dark scanner."""
     h, w = hw
+    bg: np.ndarray
     kind = rng.integers(4)
     base = rng.uniform(0, 200)
     if kind == 0:  # plain, with uneven light

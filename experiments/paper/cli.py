@@ -114,9 +114,9 @@ def update_report(path: Path, block: str, tag: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from training.config import ConfigError
-    from training.paper.benchmark import run_benchmark, tables
-    from training.paper.figures import make_figures
+    from stn_align.experiments.paper.benchmark import run_benchmark, tables
+    from stn_align.experiments.paper.figures import make_figures
+    from stn_align.training.config import ConfigError
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from training.paper.benchmark import PaperMNIST, Summary  # noqa: E402
-from training.train import load_checkpoint  # noqa: E402
+from stn_align.experiments.paper.benchmark import PaperMNIST, Summary  # noqa: E402
+from stn_align.training.train import load_checkpoint  # noqa: E402
 
 
 def box_outline(family, theta: torch.Tensor, in_hw, out_hw, per_edge: int = 16) -> np.ndarray:
@@ -43,7 +43,7 @@ def transformer_panel(ckpt: Path, path: Path, title: str, count: int = 8, angle:
     and the prediction, for the first `count` test digits."""
     model, state = load_checkpoint(ckpt)
     cfg_dict = state["train_config"]
-    from training.config import load_config  # rebuilt from the run's own settings
+    from stn_align.training.config import load_config  # rebuilt from the run's own settings
 
     cfg = load_config(None, [f"data.path={cfg_dict['data']['path']}", "data.dataset=paper-mnist"])
     test = PaperMNIST(cfg, "test", angle=angle or None)

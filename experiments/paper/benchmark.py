@@ -1,7 +1,7 @@
 """The paper benchmark: CNN and FCN baselines vs ST-CNNs on 40x40 cluttered MNIST, over seeds.
 
-Every run goes through the package's own `training.train.train` in end-to-end mode; this file only
-chooses the settings, evaluates the trained checkpoints on the test split, and aggregates.
+Every run goes through the package's own `stn_align.training.train.train` in end-to-end mode; this
+file only chooses the settings, evaluates the trained checkpoints on the test split, and aggregates.
 
 One small extension is registered here rather than in the core package:
 dataset "paper-mnist": the package's ClutteredMNIST, optionally cut to data.train_size /
@@ -28,10 +28,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from training import data as data_registry
-from training import train as train_module
-from training.config import TrainConfig, load_config
-from training.data import ClutteredMNIST
+from stn_align.training import data as data_registry
+from stn_align.training import train as train_module
+from stn_align.training.config import TrainConfig, load_config
+from stn_align.training.data import ClutteredMNIST
 
 DEFAULT_DATA = "../shared/data/cluttered-mnist/mnist_cluttered_40x40.npz"
 

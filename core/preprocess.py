@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training.geometry import Size
+from stn_align.core.geometry import Size
 
 PREPROCESS_MODES = ("stretch", "letterbox")
 
@@ -38,7 +38,7 @@ def letterbox_placement(hw: Size, size: int) -> tuple[int, int, int, int]:
     """Where an image of size hw goes inside a size x size square: (top, left, height, width).
 
     The scale is size / max(h, w); the image is centred. Its iso frame is then the square's axis
-    frame (see training.geometry), up to the rounding of the placed size.
+    frame (see stn_align.core.geometry), up to the rounding of the placed size.
     """
     h, w = hw
     scale = size / max(h, w)

@@ -1,0 +1,1 @@
+"""Experiments beside the product: the paper reproduction (`paper/`)."""

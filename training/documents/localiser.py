@@ -1,0 +1,33 @@
+"""The `doc` localiser: which document model a ModelConfig asks for. Registered into
+stn_align.training.build.LOCALISERS when stn_align.training.documents is imported."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stn_align.core.geometry import identity_params
+from stn_align.training.documents.model import Cascade, Stage
+from stn_align.training.documents.rotation_model import SnapRotation
+
+
+def build_localiser(cfg, num_params: int) -> nn.Module:
+    """stn_align.training.build.LOCALISERS["doc"]: ModelConfig -> raw theta of the family.
+
+    rotation with input_size >= 384: projection-profile skew and axis, and which way up from the
+    line-profile reader and a learned cascade (rotation_model.SnapRotation, made from a trained
+    cascade by graft.py, its line reader fitted by direction.py);
+    tps (doc-dewarp): one Stage, its head the spline's control-point displacements; otherwise the
+    learned two-stage cascade above.
+    """
+    if cfg.family == "rotation" and cfg.input_size >= 384:
+        fill = (cfg.letterbox_fill / 255.0 - cfg.mean) / cfg.std  # the padding, once normalised
+        return SnapRotation(cfg.channels, cfg.input_size, cfg.hidden, fill)
+    if cfg.family == "tps":
+        # One stage: splines do not compose into a spline, so there is no cascade to build.
+        identity = torch.from_numpy(identity_params("tps", cfg.tps_grid))
+        return Stage(cfg.channels, cfg.input_size, cfg.hidden, identity)
+    model = Cascade(cfg.family, cfg.channels, cfg.input_size, cfg.hidden)
+    if model.family.num_params != num_params:
+        raise ValueError(f"{cfg.family} has {model.family.num_params} parameters, not {num_params}")
+    return model
