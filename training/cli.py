@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+
+
+def _log_to_stderr() -> None:
+    """Progress and evaluation lines from the training code go to stderr through `logging`;
+    results are printed to stdout."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
 
 def _document_models() -> None:
@@ -19,6 +26,9 @@ def _document_models() -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    _log_to_stderr()
     _document_models()
     from stn_align.training.config import ConfigError, load_config
     from stn_align.training.train import train
@@ -33,7 +43,8 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    metrics = train(cfg)
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
+        metrics = train(cfg)
     print(json.dumps({"out_dir": cfg.out_dir, **metrics}, indent=2))
     return 0
 
@@ -79,6 +90,7 @@ def _mode_for(model_dir: str, model: str | None) -> str:
 
 
 def run_evaluate(args) -> int:
+    _log_to_stderr()
     from stn_align.training.documents import evaluate, figures
 
     if args.rotations < 0:
@@ -123,6 +135,7 @@ def run_evaluate(args) -> int:
 
 
 def run_pages(args) -> int:
+    _log_to_stderr()
     from stn_align.training.documents.bank import build_bank
 
     if args.count < 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -28,9 +29,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from stn_align.training.build import build_model
-from stn_align.training.config import TrainConfig, validate
+from stn_align.training.config import TrainConfig, model_config_from_dict, validate
 from stn_align.training.data import build_dataset
 from stn_align.training.families import axis_grid
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
@@ -187,17 +190,17 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
     step = 0
     if cfg.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-        print(f"resumed from {ckpt_path} at step {step}")
+        log.info("resumed from %s at step %d", ckpt_path, step)
     raw_model = model
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
 
     metrics: dict = {}
-    log = (out / "metrics.jsonl").open("a")
+    metrics_file = (out / "metrics.jsonl").open("a")
     stream = batches(loader, sampler)
     bar = tqdm(
         total=cfg.steps,
@@ -223,7 +226,9 @@ def train(cfg: TrainConfig) -> dict:
             # One degenerate batch (a projective guess folded over itself) must not poison the
             # weights: its update is skipped and counted; evaluation and checkpoints go on.
             skipped += 1
-            bar.write(f"step {step}: loss is {loss.item()}, update skipped ({skipped} so far)")
+            log.warning(
+                "step %d: loss is %s, update skipped (%d so far)", step, loss.item(), skipped
+            )
         step += 1
         seen += len(batch["image"])
         bar.update(1)
@@ -244,17 +249,17 @@ def train(cfg: TrainConfig) -> dict:
                 "skipped_steps": skipped,
                 "elapsed_s": time.perf_counter() - t0,
             }
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
             save_checkpoint(ckpt_path, raw_model, optimizer, cfg, step, metrics)
-            bar.write(
+            log.info(
                 " ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in record.items()
                 )
             )
     bar.close()
-    log.close()
+    metrics_file.close()
     if distributed:
         torch.distributed.destroy_process_group()
     return metrics
@@ -270,12 +275,12 @@ def all_finite(loss: torch.Tensor, distributed: bool) -> bool:
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """Rebuild a model from a checkpoint alone: (model in eval mode, checkpoint dict)."""
-    from stn_align.training.config import model_config_from_dict
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    state = torch.load(path, map_location=device, weights_only=False)
+    # Checkpoints hold plain data only (tensors, dicts, numbers, strings), so the safe loader reads
+    # them and a checkpoint from elsewhere cannot run code.
+    state = torch.load(path, map_location=device, weights_only=True)
     if "model_config" not in state:
         raise ValueError(f"{path} is not an stn checkpoint (no model_config inside)")
     model = build_model(model_config_from_dict(state["model_config"]))

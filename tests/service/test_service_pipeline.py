@@ -12,7 +12,7 @@ from stn_align.core.preprocess import localiser_input
 from stn_align.service import warp
 from stn_align.service.imageio import ImageError
 from stn_align.service.models import CUDA, ModelError, load_repository
-from stn_align.service.pipeline import AlignOptions, Pipeline, UnknownModel
+from stn_align.service.pipeline import AlignOptions, BadOptions, Pipeline, UnknownModel
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,35 @@ def test_repository_errors_name_the_problem(tmp_path, model_dir):
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelError, match="broken.onnx"):
         load_repository(tmp_path, None, "cpu")
+
+
+def test_model_files_outside_the_contract_are_refused(tmp_path, model_dir):
+    import onnx
+
+    model = onnx.load(str(model_dir / "doc-rotation.onnx"))
+    for version, message in (
+        ("99", "contract_version '99' is newer"),
+        (None, "no contract_version"),
+    ):
+        props = {p.key: p.value for p in model.metadata_props}
+        if version is None:
+            del props["contract_version"]
+        else:
+            props["contract_version"] = version
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, str(tmp_path / "doc-rotation.onnx"))
+        with pytest.raises(ModelError, match=f"doc-rotation.onnx: {message}"):
+            load_repository(tmp_path, None, "cpu")
+
+
+def test_chain_roles_from_the_contracts(pipeline):
+    with pytest.raises(BadOptions, match="doc-perspective can only be first"):
+        pipeline.resolve(["doc-rotation+doc-perspective"])
+    assert [m.name for m in pipeline.resolve(["doc-perspective+doc-rotation"])] == [
+        "doc-perspective",
+        "doc-rotation",
+    ]
 
 
 def test_auto_device_reports_the_provider_actually_bound(model_dir):

@@ -16,7 +16,7 @@ differ); real pages (../shared/data) are never used here.
 
 from __future__ import annotations
 
-import math
+import logging
 from pathlib import Path
 
 import cv2
@@ -28,6 +28,8 @@ from stn_align.core import geometry
 from stn_align.core.preprocess import localiser_input, to_channels
 from stn_align.training.documents import curl, degrade, synth
 from stn_align.training.documents.bank import DEFAULT_BANK, MANIFEST, build_bank, load_bank
+
+log = logging.getLogger(__name__)
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FAMILIES = ("rotation", "projective", "tps")
@@ -122,7 +124,7 @@ class DocumentDataset(Dataset):
         self.length = cfg.data.train_size if split == "train" else cfg.data.val_size
         self.folder = Path(cfg.data.path or DEFAULT_BANK)
         if not (self.folder / MANIFEST).is_file():
-            print(f"rendering the page bank into {self.folder} (once)")
+            log.info("rendering the page bank into %s (once)", self.folder)
             build_bank(self.folder)
         # Pages are shrunk once to the largest size an item uses, so each item resizes less.
         longest = int(self.size * 2.25)
@@ -160,7 +162,3 @@ def _shrink(page: np.ndarray, longest: int) -> np.ndarray:
 
 def build_dataset(cfg, split: str) -> Dataset:
     return DocumentDataset(cfg, split)
-
-
-def angle_of(params) -> float:
-    return math.degrees(math.atan2(float(params[1]), float(params[0])))

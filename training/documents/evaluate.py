@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from tqdm import tqdm
 
 from stn_align.core.geometry import identity_params, wrap_degrees
 from stn_align.training.documents import curl, metrics, peers, synth
+
+log = logging.getLogger(__name__)
 
 MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
 # Rotation peers get a copy at most this long: a 50 MP page (a 25 MP scan turned on an expanded
@@ -234,11 +237,9 @@ def evaluate(
                 t = time.perf_counter()
                 try:
                     answer, rectified = method(sample.image)
-                except (
-                    Exception
-                ) as err:  # a peer crashing on one page is a failed page, not a crash
+                except Exception as err:  # a peer crashing on one page fails that page only
                     answer, rectified = None, None
-                    print(f"{name} failed on {sample.name}: {err}")
+                    log.warning("%s failed on %s: %s", name, sample.name, err)
                 results[name].seconds += time.perf_counter() - t
                 _score(results[name], sample, answer, mode)
                 if name == model and len(sheet) < contact and i % max(1, total // contact) == 0:

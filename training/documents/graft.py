@@ -32,7 +32,6 @@ from torch import nn
 
 from stn_align.training.build import build_model
 from stn_align.training.config import model_config_from_dict
-from stn_align.training.documents.rotation_model import SnapRotation
 
 LOCALISER_PREFIX = "stn.localiser."
 READER_PREFIX = LOCALISER_PREFIX + "reader."
@@ -52,7 +51,7 @@ def graft(source: str | Path, output: str | Path) -> Path:
         rest = {}
     snap_cfg = dataclasses.replace(cfg, input_size=cfg.input_size * 6)
     snap = _snap(build_model(snap_cfg))
-    snap.reader.load_state_dict(weights, strict=True)
+    snap.get_submodule("reader").load_state_dict(weights, strict=True)
     # The other readers and the votes' weights, where the file has them. A bias that cancels in
     # a reader's antisymmetric vote is pruned from the graph: the built module's value stands in.
     current = snap.state_dict()
@@ -65,8 +64,9 @@ def graft(source: str | Path, output: str | Path) -> Path:
     return save_snap(snap, state, output)
 
 
-def _snap(model: nn.Module) -> SnapRotation:
-    return cast(SnapRotation, model.localiser)
+def _snap(model: nn.Module) -> nn.Module:
+    """The doc-rotation localiser (rotation_model.SnapRotation) of a built model."""
+    return model.get_submodule("localiser")
 
 
 def load_snap(path: str | Path):
