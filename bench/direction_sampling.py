@@ -2,12 +2,12 @@
 and the skew on held-out synthetic pages, for several spacings (skew.turned_rows `along`).
 
 The line reader's vote is a mean over the samples of each strip's rows. With one sample in four
-along the lines (the fourth version) thin strokes are hit or missed depending on where the grid
+along the lines (the shipped spacing) thin strokes are hit or missed depending on where the grid
 falls, and the vote of a page with few text lines moves with a sub-pixel shift of the grid. Pages
 come from a bank of base pages that training never saw (`stn pages --out runs/pages-val --count
 300 --seed 3000`), through the training generator, turned over the whole circle:
 
-    .venv/bin/python bench/direction_sampling.py exported/doc-rotation.onnx --pages 600
+    .venv/bin/python -m bench.direction_sampling exported/doc-rotation.onnx --pages 600
 
 The model's own readers and vote weights are used (read back from the ONNX file by
 stn_align.training.documents.graft, or from a checkpoint); only the sampling changes.
@@ -15,7 +15,6 @@ stn_align.training.documents.graft, or from a checkpoint); only the sampling cha
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -23,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import argument_parser
 
 SEED = 4000  # draws no training run makes (direction.py 77/78, layout_direction.py 91/92)
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch and the training package load inside main: importing the module and `--help` stay quick.
     import torch
 
     from stn_align.training.documents.bank import load_bank
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from stn_align.training.documents.direction import axis_found
     from stn_align.training.documents.graft import graft, load_snap
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("model", help="doc-rotation ONNX file or snap checkpoint")
     parser.add_argument("--pages", type=int, default=600, help="synthetic pages (default 600)")
     parser.add_argument("--bank", default="runs/pages-val", help="held-out page bank")

@@ -4,9 +4,9 @@ Decode and encode are excluded (pages are decoded once up front; encoding "raw" 
 encode). Runs through stn_align.service.pipeline.Pipeline, as the server does, with the pages
 submitted from a few threads so the micro-batcher can batch them. Prints the median of several runs.
 
-    .venv/bin/python bench/documents_throughput.py --model doc-rotation --pages 100 --runs 5
-    .venv/bin/python bench/documents_throughput.py --model doc-perspective+doc-rotation
-    .venv/bin/python bench/documents_throughput.py --batch-workers 1 --threads 2  # the old way
+    .venv/bin/python -m bench.documents_throughput --model doc-rotation --pages 100 --runs 5
+    .venv/bin/python -m bench.documents_throughput --model doc-perspective+doc-rotation
+    .venv/bin/python -m bench.documents_throughput --batch-workers 1 --threads 2  # serial batches
 
 The localiser runs as the service's settings say (batch_workers, ort_threads; 0 for either means
 the service's default). Besides pages/s it prints the cores kept busy (process CPU time over wall
@@ -17,45 +17,18 @@ Target (issue 4): at least 50 pages/s on 2 CPU cores for one model.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-import cv2
-import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-PAGE = ROOT.parent / "shared" / "data" / "documents" / "cardinal-1.png"
+from bench.common import ROOT, argument_parser, machine, turned_page
+from stn_align.service.config import ServiceConfig
+from stn_align.service.pipeline import AlignOptions, Pipeline
 
 
-def one_megapixel_page() -> np.ndarray:
-    """A real page scaled to 1 MP when shared/data is there, else a synthetic page."""
-    if PAGE.is_file():
-        bgr = cv2.imread(str(PAGE))
-        assert bgr is not None, f"cannot read {PAGE}"
-        page = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:
-        from stn_align.training.documents.layout import render_page
-
-        page = np.repeat(render_page(0)[:, :, None], 3, axis=2)
-    scale = (1_000_000 / (page.shape[0] * page.shape[1])) ** 0.5
-    page = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    from stn_align.training.documents.synth import rotate_expand
-
-    # Turned a little so the warp does real work; expand_canvas keeps about 1 MP.
-    turned = rotate_expand(page, 7.0, 255)
-    scale = (1_000_000 / (turned.shape[0] * turned.shape[1])) ** 0.5
-    return cv2.resize(turned, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--model", default="doc-rotation", help="model or chain (a+b)")
     parser.add_argument("--model-dir", default=str(ROOT / "exported"))
     parser.add_argument("--pages", type=int, default=100, help="pages per run")
@@ -67,10 +40,7 @@ def main() -> int:
     parser.add_argument(
         "--batch-workers", type=int, default=0, help="localiser runs at once (0: the service's)"
     )
-    args = parser.parse_args()
-
-    from stn_align.service.config import ServiceConfig
-    from stn_align.service.pipeline import AlignOptions, Pipeline
+    args = parser.parse_args(argv)
 
     names = sorted(set(args.model.split("+")))
     config = ServiceConfig(
@@ -83,7 +53,7 @@ def main() -> int:
     )
     pipe = Pipeline.from_dir(args.model_dir, config)
     pipe.warmup(2)
-    page = one_megapixel_page()
+    page = turned_page()
     options = AlignOptions(models=[args.model], encoding="raw")
     pages = [page] * args.pages
     rates: list[float] = []
@@ -103,7 +73,7 @@ def main() -> int:
     mean = {
         k: statistics.median(t[k] for t in timings) for k in ("resize_ms", "localise_ms", "warp_ms")
     }
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}")
+    print(f"machine: {machine()}")
     print(f"page: {page.shape[1]}x{page.shape[0]} ({page.shape[0] * page.shape[1] / 1e6:.2f} MP)")
     print(
         f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads, "

@@ -2,7 +2,7 @@
 where the grid points fall: the doc-rotation localiser's turned rows (a 768 x 192 grid over a
 768 x 768 page) on their own, in a one-node graph, one thread.
 
-    .venv/bin/python bench/gridsample_cost.py
+    .venv/bin/python -m bench.gridsample_cost
 
 Prints ms a page and ns an output sample for a rotation grid (bilinear and nearest), for grids
 whose points all fall on one pixel or all outside the image (no memory traffic to speak of), and
@@ -11,22 +11,18 @@ for a Gather of as many elements.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import argument_parser, cpu_session, median_ms
 
 
 def one_node_session(op: str, second_input_type: int, **attributes):
     """A graph of one `op` node with inputs x (float) and a second of the given TensorProto type."""
-    import onnxruntime as ort
+    # onnx builds graphs on the training side only; the serving install does not carry it.
     from onnx import TensorProto, helper
-
-    from bench.localiser_alternating import cpu_options
 
     node = helper.make_node(op, ["x", "i"], ["y"], **attributes)
     graph = helper.make_graph(
@@ -39,11 +35,12 @@ def one_node_session(op: str, second_input_type: int, **attributes):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8)
-    return ort.InferenceSession(model.SerializeToString(), cpu_options(1), ["CPUExecutionProvider"])
+    return cpu_session(model.SerializeToString(), 1)
 
 
 def turned_rows_grid(batch: int, angle: float) -> np.ndarray:
     """The grid of skew.turned_rows for a 768 px page turned by `angle` radians, batch times."""
+    # torch and the training package load only when the grid is made: `--help` stays quick.
     import torch
 
     from stn_align.training.documents.skew import ALONG, coords, rotation_grid
@@ -54,11 +51,10 @@ def turned_rows_grid(batch: int, angle: float) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--batch", type=int, default=2, help="pages a call (default 2)")
     parser.add_argument("--calls", type=int, default=70, help="calls timed (default 70)")
     args = parser.parse_args(argv)
-    from bench.page_costs import median_ms
 
     rng = np.random.default_rng(0)
     page = rng.random((args.batch, 1, 768, 768), dtype=np.float32)
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = turned.shape[1] * turned.shape[2]
     # Gather on the flattened pages, as many elements, sorted indices (as a rotation reads them).
     flat = np.sort(rng.integers(0, page.size, size=args.batch * samples))
-    from onnx import TensorProto
+    from onnx import TensorProto  # training side only, as in one_node_session
 
     cases = [
         ("GridSample bilinear", "rotation grid", "GridSample", "bilinear", page, turned),

@@ -1,6 +1,6 @@
 """Localiser latency in ONNX Runtime (CPU provider): batch 1 and 32, input 128 and 256.
 
-    .venv/bin/python bench/localiser_latency.py [--repeats 30] [--threads 2] [--json out.json]
+    .venv/bin/python -m bench.localiser_latency [--repeats 30] [--threads 2] [--json out.json]
 
 Exports an untrained `conv` localiser (weights do not change the cost) for each family asked for,
 times session.run on random uint8 images, and prints the median and p90 over the repeats, per
@@ -9,44 +9,40 @@ batch and per image. Results go into BENCHMARKS.md by hand, with the machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.common import argument_parser, call_seconds, cpu_session, machine
 
-def time_session(path: Path, batch: int, size: int, channels: int, repeats: int, threads: int):
-    import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def time_session(
+    path: Path, batch: int, size: int, channels: int, repeats: int, threads: int
+) -> tuple[float, float]:
+    """(median, p90) ms of a localiser call on random uint8 images, after 3 warm-up calls."""
+    session = cpu_session(str(path), threads)
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, channels), np.uint8)
-    for _ in range(3):  # warm-up: first runs allocate and pick kernels
-        session.run(["theta"], {"image": images})
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        session.run(["theta"], {"image": images})
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
+    times = sorted(
+        1000 * t
+        for t in call_seconds(lambda: session.run(["theta"], {"image": images}), repeats, 3)
+    )
     return statistics.median(times), times[int(0.9 * (len(times) - 1))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--families", nargs="+", default=["rotation", "projective"])
     parser.add_argument("--json", help="also write the rows to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
+    # torch and the training package load only after the arguments: `--help` stays quick.
     from stn_align.training.build import build_transformer
     from stn_align.training.config import ModelConfig
     from stn_align.training.export import export_model
@@ -73,13 +69,11 @@ def main() -> None:
                         }
                     )
                     print(json.dumps(rows[-1]), flush=True)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"intra-op threads {args.threads}, {args.repeats} repeats"
-    )
+    print(f"machine: {machine()}, intra-op threads {args.threads}, {args.repeats} repeats")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,13 +1,13 @@
 """ONNX Runtime's CPU time for alternative ways of writing three parts of doc-rotation's graph, each
 pair computing the same numbers (checked here before timing):
 
-- spreading the padding mask (S/4 x S/4) over the full-size ink: Expand then Mul (the fifth
-  version), a 6-D broadcast Mul, or a nearest Resize then Mul (shipped since);
-- the line reader's net: 1-D convolutions, or the same as 1 x k 2-D ones (shipped since);
+- spreading the padding mask (S/4 x S/4) over the full-size ink: Expand then Mul, a 6-D broadcast
+  Mul, or a nearest Resize then Mul (the shipped graph's way);
+- the line reader's net: 1-D convolutions, or the same as 1 x k 2-D ones (shipped);
 - the coarse search's 15 fixed de-rotations: GridSample of 15 stacked copies, or one Gather by a
-  constant index (shipped since).
+  constant index (shipped).
 
-    .venv/bin/python bench/localiser_ops.py --batch 4 --threads 1
+    .venv/bin/python -m bench.localiser_ops --batch 4 --threads 1
 
 Prints each variant's median ms per page over alternating rounds, so that a busy machine weighs
 on all of them alike.
@@ -15,16 +15,13 @@ on all of them alike.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.localiser_alternating import alternate, cpu_options  # noqa: E402
+from bench.common import alternate, argument_parser, cpu_session
 
 
 def variants(batch: int):
@@ -117,16 +114,14 @@ def variants(batch: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import onnxruntime as ort
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--batch", type=int, default=4, help="pages a call (default 4)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
     parser.add_argument("--calls", type=int, default=5, help="calls per variant a round")
     args = parser.parse_args(argv)
-    options = cpu_options(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for part, candidates in variants(args.batch).items():
             sessions, reference = [], None
@@ -134,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = str(Path(tmp) / f"{part.replace(' ', '_')}{i}.onnx")
                 names = [f"x{j}" for j in range(len(inputs))]
                 torch.onnx.export(module, inputs, path, input_names=names, dynamo=False)
-                session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                session = cpu_session(path, args.threads)
                 feed = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
                 out = session.run(None, feed)[0]
                 reference = out if reference is None else reference

@@ -3,48 +3,34 @@ module for the learned readers), and the pipeline's steps outside the graph (gre
 the localiser's input, warp of the full page), single-threaded, on the throughput benchmark's
 1-megapixel page.
 
-    .venv/bin/python bench/page_costs.py exported/doc-rotation.onnx --batch 4
+    .venv/bin/python -m bench.page_costs exported/doc-rotation.onnx --batch 4
 
 All figures are milliseconds a page.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def median_ms(fn, calls: int) -> float:
-    fn()
-    spent = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        spent.append(time.perf_counter() - start)
-    return float(np.median(spent)) * 1000
+from bench.common import argument_parser, cpu_options, cpu_session, median_ms, turned_page
+from stn_align.core.preprocess import localiser_input, to_channels
+from stn_align.service import warp
 
 
 def graph_costs(path: str, x: np.ndarray, calls: int) -> dict[str, float]:
     """{op type, or module for nodes under /localiser/<module>/: ms a page}, from a profile."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
+    options = cpu_options(1)
     with tempfile.TemporaryDirectory() as tmp:
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = cpu_session(path, 1, options)
         feed = {session.get_inputs()[0].name: x}
         for _ in range(calls):
             session.run(None, feed)
@@ -60,14 +46,10 @@ def graph_costs(path: str, x: np.ndarray, calls: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import cv2
-
-    from bench.documents_throughput import one_megapixel_page
-    from stn_align.core.preprocess import localiser_input, to_channels
-    from stn_align.service import warp
+    # The training side reads the metadata with onnx, which the serving install does not carry.
     from stn_align.training.export import read_metadata
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("model", help="localiser ONNX file")
     parser.add_argument("--batch", type=int, default=4, help="pages a localiser call (default 4)")
     parser.add_argument("--calls", type=int, default=20, help="calls timed (default 20)")
@@ -75,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     meta = read_metadata(args.model)
     size, channels = int(meta["input_size"]), int(meta["input_channels"])
-    page = one_megapixel_page()
+    page = turned_page()
     grey = to_channels(page, channels)
     small = localiser_input(grey, size, meta["preprocess"], int(meta["letterbox_fill"]))
     turn = np.array([[0.99, -0.12, 60.0], [0.12, 0.99, -50.0], [0.0, 0.0, 1.0]])

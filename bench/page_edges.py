@@ -3,25 +3,26 @@ photos: bank pages through the training generator, with seeds the training never
 snapping's settings (service/page_edges.py) were chosen with this script, so that the real pages of
 `stn evaluate` stay an untouched test.
 
-    .venv/bin/python bench/page_edges.py --photos 300
+    .venv/bin/python -m bench.page_edges --photos 300
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import argument_parser
+from stn_align.service.config import ServiceConfig
+from stn_align.service.pipeline import AlignOptions, Pipeline
 
 SEED = 4242  # training draws (config seed, split id, index); this never collides with those
 
 
 def synthetic_photo(pages, index: int):
     """(RGB photo, true corners 4x2) for photo `index`, as the training generator makes them."""
+    # The generator is on the training side (torch); it loads only when photos are made.
     from stn_align.training.documents.dataset import photograph
 
     rng = np.random.default_rng([SEED, index])
@@ -31,18 +32,17 @@ def synthetic_photo(pages, index: int):
     return np.repeat(photo.reshape(*photo.shape[:2], 1), 3, axis=2), quad
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--model", default="doc-perspective")
     parser.add_argument("--model-dir", default="exported")
     parser.add_argument("--pages", default="runs/pages", help="the page bank (stn pages)")
     parser.add_argument("--photos", type=int, default=300)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
+    # The training side's metrics, bank and progress bar (see synthetic_photo).
     from tqdm import tqdm
 
-    from stn_align.service.config import ServiceConfig
-    from stn_align.service.pipeline import AlignOptions, Pipeline
     from stn_align.training.documents import metrics
     from stn_align.training.documents.bank import load_bank
 
@@ -61,7 +61,8 @@ def main() -> None:
         pipe.close()
         rows[label] = metrics.corner_summary(errors, seconds)
     print(metrics.format_table(rows, metrics.CORNER_COLUMNS))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Service benchmark: end-to-end throughput and latency over gRPC vs the same pipeline in-process.
 
-    .venv/bin/python bench/service_bench.py --model-dir exported [--runs 3] [--write]
+    .venv/bin/python -m bench.service_bench --model-dir exported [--runs 3] [--write]
 
 For 1-megapixel PNG and JPEG pages (from ../shared/data/documents, resized; a synthetic page when
 that is absent), at concurrency 1, 8 and 32:
@@ -10,53 +10,38 @@ that is absent), at concurrency 1, 8 and 32:
 - in-process: `Pipeline.align_bytes` from the same number of threads.
 Reports images/s and p50/p99 latency (medians over --runs runs), the gRPC / in-process throughput
 ratio at concurrency 8, and the server-side step breakdown (decode, resize, localise, warp,
-encode) at concurrency 1. With --write, replaces the `## Service` section of BENCHMARKS.md.
+encode) at concurrency 1. With --write, replaces this benchmark's section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from argparse import Namespace
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import (
+    ROOT,
+    argument_parser,
+    concurrent_calls,
+    document_pages,
+    free_port,
+    machine,
+    markdown_table,
+    utc_now,
+    write_section,
+)
+from stn_align.service.client import AlignClient, make_request
+from stn_align.service.config import ServiceConfig
+from stn_align.service.pipeline import AlignOptions, Pipeline
 
-from stn_align.service.client import AlignClient, make_request  # noqa: E402
-from stn_align.service.config import ServiceConfig  # noqa: E402
-from stn_align.service.pipeline import AlignOptions, Pipeline  # noqa: E402
-
+HEADING = "## Service: gRPC against in-process"
 STEPS = ("decode_ms", "resize_ms", "queue_ms", "localise_ms", "warp_ms", "encode_ms", "total_ms")
-
-
-def pages(count: int = 4) -> list[np.ndarray]:
-    """Up to `count` real pages, each resized to about one megapixel, RGB."""
-    directory = ROOT.parent / "shared" / "data" / "documents"
-    files = sorted(directory.glob("*.png"))[:count]
-    out = []
-    for f in files:
-        bgr = cv2.imread(str(f))
-        assert bgr is not None, f"cannot read {f}"
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        scale = (1_000_000 / (image.shape[0] * image.shape[1])) ** 0.5
-        out.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
-    if not out:  # a synthetic text-like page
-        rng = np.random.default_rng(0)
-        page = np.full((1155, 866, 3), 245, np.uint8)
-        for y in range(80, 1080, 28):
-            page[y : y + 10, 70:800] = rng.integers(0, 90, (10, 730, 3), dtype=np.uint8)
-        out = [page]
-    return out
 
 
 def encode(image: np.ndarray, fmt: str) -> bytes:
@@ -65,32 +50,8 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
     return cv2.imencode(ext, bgr, params)[1].tobytes()
 
 
-def measure(call, payloads: list, concurrency: int, total: int) -> tuple[float, list[float]]:
-    """Run `total` calls from `concurrency` threads; returns (images/s, latencies in ms)."""
-    latencies: list[float] = []
-
-    def one(i: int) -> None:
-        started = time.perf_counter()
-        call(payloads[i % len(payloads)])
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(concurrency)))  # warm the threads and connections
-        latencies.clear()
-        started = time.perf_counter()
-        list(pool.map(one, range(total)))
-        wall = time.perf_counter() - started
-    return total / wall, latencies
-
-
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model_dir: str, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
@@ -115,8 +76,8 @@ def start_server(model_dir: str, port: int, extra_env: dict[str, str]) -> subpro
     return proc
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--model-dir", default="exported")
     parser.add_argument("--model", default="", help="model or chain (default: the server default)")
     parser.add_argument(
@@ -127,20 +88,22 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
-    images = pages()
+    images = document_pages(4)
     payloads = {fmt: [encode(im, fmt) for im in images] for fmt in ("png", "jpeg")}
     model = args.model or None
     config = ServiceConfig(model_dir=args.model_dir)
     rows, breakdown = [], {}
 
-    load_before = os.getloadavg()
+    load_before, started = os.getloadavg(), utc_now()
     port = free_port()
     server = start_server(args.model_dir, port, {})
     pipeline = Pipeline.from_dir(args.model_dir, config)
     pipeline.warmup(config.warmup_runs)
-    chain = "+".join(m.name for m in pipeline.resolve([model] if model else None))
+    chain_models = pipeline.resolve([model] if model else None)
+    chain = "+".join(m.name for m in chain_models)
+    providers = ", ".join(sorted({m.provider for m in chain_models}))
     try:
         with AlignClient(f"127.0.0.1:{port}") as client:
             for fmt, data in payloads.items():
@@ -153,7 +116,10 @@ def main() -> int:
                     calls = max(args.calls, 2 * c)
                     # alternate the two paths so both see the same background load
                     pairs = [
-                        (measure(local, data, c, calls), measure(client.align, requests, c, calls))
+                        (
+                            concurrent_calls(local, data, c, calls),
+                            concurrent_calls(client.align, requests, c, calls),
+                        )
                         for _ in range(args.runs)
                     ]
                     rows.append(("in-process", fmt, c, [p[0] for p in pairs]))
@@ -163,12 +129,16 @@ def main() -> int:
         pipeline.close()
         server.terminate()
         server.wait(timeout=60)
-    args.load = (load_before, os.getloadavg())
-
-    report = render(rows, breakdown, args, chain, images)
+    run = {
+        "load": (load_before[0], os.getloadavg()[0]),
+        "when": f"{started} to {utc_now()[11:]}",
+        "chain": chain,
+        "providers": providers,
+    }
+    report = render(rows, breakdown, args, run, images)
     print(report)
     if args.write:
-        write_section(ROOT / "BENCHMARKS.md", report)
+        write_section(report)
     return 0
 
 
@@ -179,40 +149,39 @@ def summarise(results) -> tuple[float, float, float]:
     return rate, p50, p99
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
-def render(rows, breakdown, args, chain: str, images) -> str:
+def render(rows, breakdown, args: Namespace, run: dict, images: list[np.ndarray]) -> str:
+    """This benchmark's section of BENCHMARKS.md, heading first."""
     sizes = ", ".join(f"{im.shape[1]}x{im.shape[0]}" for im in images)
-    lines = [
-        "## Service",
-        "",
-        "Command: `.venv/bin/python bench/service_bench.py "
-        f"--model-dir {args.model_dir}{' --model ' + args.model if args.model else ''} "
-        f"--runs {args.runs} --calls {args.calls}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({cpu_name()}), no GPU; "
-        f"Python {platform.python_version()}. Client and server share the machine. Load average "
-        f"(1 min) {args.load[0][0]:.1f} before, {args.load[1][0]:.1f} after "
-        "(other work was running).  ",
-        f"Model chain: `{chain}`; pages: {sizes} RGB, PNG (level 1 output) and JPEG q90; each call "
-        "returns the rectified page in the format it sent. Medians over the runs.",
-        "",
-        "| path | format | concurrency | images/s | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    model = f" --model {args.model}" if args.model else ""
     summary = {}
+    table = []
     for path, fmt, c, results in rows:
         rate, p50, p99 = summarise(results)
         summary[(path, fmt, c)] = rate
-        lines.append(f"| {path} | {fmt} | {c} | {rate:.1f} | {p50:.0f} | {p99:.0f} |")
-    lines += ["", "gRPC / in-process throughput at concurrency 8 (target at least 0.9):", ""]
+        table.append((path, fmt, c, f"{rate:.1f}", f"{p50:.0f}", f"{p99:.0f}"))
+    lines = [
+        HEADING,
+        "",
+        "End-to-end throughput and latency of 1-megapixel pages: over gRPC (server in a child "
+        "process, this process the client, one thread per concurrent call) against the same "
+        "pipeline called in-process from as many threads. Target: gRPC at least 0.9 of "
+        "in-process throughput at concurrency 8.",
+        "",
+        f"Command: `.venv/bin/python -m bench.service_bench --model-dir {args.model_dir}{model} "
+        f"--runs {args.runs} --calls {args.calls}`  ",
+        f"Machine: {machine()}; provider {run['providers']}; client and server share the machine. "
+        f"{run['when']}; load average (1 min) {run['load'][0]:.1f} before, "
+        f"{run['load'][1]:.1f} after.  ",
+        f"Model chain: `{run['chain']}`; pages: {sizes} RGB, PNG (level 1 output) and JPEG q90; "
+        "each call returns the rectified page in the format it sent. Medians over the runs.",
+        "",
+        markdown_table(
+            ("path", "format", "concurrency", "images/s", "p50 ms", "p99 ms"), table, "llrrrr"
+        ),
+        "",
+        "gRPC / in-process throughput at concurrency 8 (target at least 0.9):",
+        "",
+    ]
     for fmt in ("png", "jpeg"):
         if ("gRPC", fmt, 8) in summary:
             ratio = summary[("gRPC", fmt, 8)] / summary[("in-process", fmt, 8)]
@@ -222,43 +191,17 @@ def render(rows, breakdown, args, chain: str, images) -> str:
         "",
         "A ratio above 1 is possible: the gRPC server and its client are two processes with a GIL "
         "each, while the in-process run shares one interpreter among all its threads.",
+        "",
+        "Server-side breakdown, in-process at concurrency 1 (median ms per image):",
+        "",
+        markdown_table(
+            ("format", *(k[:-3] for k in STEPS)),
+            [(fmt, *(f"{b[k]:.1f}" for k in STEPS)) for fmt, b in breakdown.items()],
+            "l" + "r" * len(STEPS),
+        ),
+        "",
     ]
-    lines += ["", "Server-side breakdown, in-process at concurrency 1 (median ms per image):", ""]
-    lines.append("| format | " + " | ".join(k[:-3] for k in STEPS) + " |")
-    lines.append("|---|" + "---:|" * len(STEPS))
-    for fmt, b in breakdown.items():
-        lines.append(f"| {fmt} | " + " | ".join(f"{b[k]:.1f}" for k in STEPS) + " |")
-    lines += ["", "GPU figures (localiser batch throughput, warper graph vs OpenCV): not measured, "
-              "no GPU on this machine; bench/service_gpu.py measures them.", ""]  # fmt: skip
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Put `section` into BENCHMARKS.md. It starts with its heading: `## Service` (this script) or a
-    `### ` subsection of it (bench/service_gpu.py). An existing copy is replaced, up to the next
-    heading of any level, so each script's text replaces only itself; a new `### ` subsection goes
-    at the end of the `## Service` section."""
-    heading = section.splitlines()[0]
-    section = section.rstrip() + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(heading + "\n")
-    if start >= 0:
-        ends = [
-            k for k in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if k >= 0
-        ]
-        end = min(ends) + 1 if ends else len(text)
-        text = text[:start] + section + ("\n" if end < len(text) else "") + text[end:]
-    elif heading.startswith("### ") and "## Service\n" in text:
-        service = text.find("## Service\n")
-        end = text.find("\n## ", service + 1)
-        end = end + 1 if end >= 0 else len(text)
-        text = (
-            text[:end].rstrip() + "\n\n" + section + ("\n" if end < len(text) else "") + text[end:]
-        )
-    else:
-        prefix = "## Service\n\n" if heading.startswith("### ") else ""
-        text = text.rstrip() + "\n\n" + prefix + section
-    path.write_text(text.rstrip() + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Sync (thread pool) vs asyncio gRPC servers for the service's kind of call, to choose one.
 
-    .venv/bin/python bench/service_sync_vs_async.py [--runs 3] [--calls 96]
+    .venv/bin/python -m bench.service_sync_vs_async [--runs 3] [--calls 96]
 
 Each call sends a ~1-megapixel JPEG page (about 0.3 MB), the server decodes it with OpenCV (work
 that releases the GIL, like the real pipeline's decode, ONNX Runtime and warp) and returns the
@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import grpc
 import numpy as np
 
+from bench.common import (
+    ROOT,
+    argument_parser,
+    concurrent_calls,
+    free_port,
+    markdown_table,
+    striped_page,
+)
+
 METHOD = "/bench.Echo/Decode"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def decode(data: bytes) -> bytes:
@@ -66,40 +71,28 @@ async def serve_async(port: int) -> None:
 
 
 def page() -> bytes:
-    rng = np.random.default_rng(0)
-    image = np.full((1155, 866, 3), 245, np.uint8)
-    for y in range(80, 1080, 28):
-        image[y : y + 10, 70:800] = rng.integers(0, 90, (10, 730, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    """The striped synthetic page as a JPEG, about a quarter of a megabyte."""
+    return cv2.imencode(".jpg", striped_page(), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
 def run_client(port: int, concurrency: int, calls: int, payload: bytes) -> tuple[float, float]:
+    """(calls/s, p50 ms) of `calls` calls from `concurrency` threads on one channel."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
         call = channel.unary_unary(METHOD, _identity, _identity)
-        latencies: list[float] = []
-
-        def one(_):
-            started = time.perf_counter()
-            call(payload, timeout=60)
-            latencies.append(time.perf_counter() - started)
-
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(one, range(concurrency)))
-            latencies.clear()
-            started = time.perf_counter()
-            list(pool.map(one, range(calls)))
-            wall = time.perf_counter() - started
-    return calls / wall, statistics.median(latencies) * 1000
+        rate, latencies = concurrent_calls(
+            lambda data: call(data, timeout=60), [payload], concurrency, calls
+        )
+    return rate, statistics.median(latencies)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--calls", type=int, default=96)
     parser.add_argument("--serve", choices=("sync", "async"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.serve == "sync":
         serve_sync(args.port)
         return 0
@@ -108,12 +101,11 @@ def main() -> int:
         return 0
     payload = page()
     print(f"payload {len(payload)} bytes; {args.runs} runs of {args.calls} calls; medians")
-    print("| server | concurrency | calls/s | p50 ms |\n|---|---:|---:|---:|")
+    print(markdown_table(("server", "concurrency", "calls/s", "p50 ms"), [], "lrrr"))
     for kind in ("sync", "async"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+        port = free_port()
+        cmd = [sys.executable, "-m", "bench.service_sync_vs_async", "--serve", kind]
+        cmd += ["--port", str(port)]
         server = subprocess.Popen(cmd, cwd=ROOT)
         try:
             for c in (1, 8, 32):

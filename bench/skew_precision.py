@@ -3,26 +3,25 @@ synthetic pages: bank pages through the training generator (rotation_item), turn
 circle, with seeds the training never draws. The skew has no learned weights, so no checkpoint is
 needed; errors are modulo 90 degrees (which way up is the direction reader's job, not this one's).
 
-    .venv/bin/python bench/skew_precision.py --pages 300
+    .venv/bin/python -m bench.skew_precision --pages 300
 
 The full-size level's span and step (skew.REFINE) were chosen with this script.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import argument_parser
 
 SEED = 999  # training draws (config seed, split id, index) and direction.py 77/78: no collision
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch and the training package load inside main: importing the module and `--help` stay quick.
     import torch
     import torch.nn.functional as F
 
@@ -30,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from stn_align.training.documents.bank import load_bank
     from stn_align.training.documents.dataset import rotation_item
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--pages", type=int, default=300, help="synthetic pages (default 300)")
     parser.add_argument("--bank", default="runs/pages", help="page bank (default runs/pages)")
     parser.add_argument("--size", type=int, default=768, help="model input (default 768)")
