@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh machine: a virtual environment in .venv with the three
 # distributions installed editable (serving `.`, training `./training` with torch 2.13.0, a CPU
-# build here, and `./experiments`) and the development tools.
+# build here, and `./experiments`), the development tools and the fonts the tests draw with
+# (.test-fonts, see scripts/test-fonts.sh).
 # Safe to run again.
 #
 #   bash scripts/setup.sh            what the tests and the shipped models need
@@ -28,6 +29,9 @@ fi
 training="./training"
 [ "$peers" = 1 ] && training="./training[peers]"
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]" -e "$training" -e ./experiments
+
+# The fonts the tests draw synthetic pages with, pinned (the tests refuse to run without them).
+bash scripts/test-fonts.sh || echo "warning: test fonts not fetched; the tests need them" >&2
 
 apt_packages=()
 [ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation
