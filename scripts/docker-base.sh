@@ -95,7 +95,14 @@ ca=/etc/ssl/certs/ca-certificates.crt
 [ -r "$ca" ] || { say "no CA bundle at $ca"; exit 1; }
 
 root=$(mktemp -d)
-trap '$sudo rm -rf "$root"' EXIT
+cleanup() {
+  # debootstrap mounts /proc, /sys and sometimes the host's /dev inside the target: unmount what a
+  # failed run may have left, and never cross into another filesystem while deleting.
+  awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do $sudo umount -l "$m" || true; done
+  $sudo rm -rf --one-file-system "$root"
+}
+trap cleanup EXIT
 say "building $base: debootstrap $suite from $mirror"
 $sudo debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   "$suite" "$root" "$mirror" >/dev/null
