@@ -30,12 +30,13 @@ RUN if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensure
 
 WORKDIR /app
 # Dependencies first, from pyproject.toml alone, so that a change to the code reuses this layer.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
         extras = [e for e in sys.argv[1].split(",") if e]; \
         print("\n".join(p["dependencies"] + [d for e in extras for d in p["optional-dependencies"][e]]))' \
         "$STN_EXTRAS" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY README.md ./
 COPY core/ core/
 COPY service/ service/
 COPY protos/ protos/

@@ -36,9 +36,10 @@ docker run --rm --network host "${mounts[@]}" "${envs[@]}" -w /fresh/stn-align "
   set -e
   apt-get update -q >/dev/null && apt-get install -y -q fonts-dejavu-core >/dev/null
   echo "fonts: $(find / -xdev \( -name "*.ttf" -o -name "*.otf" \) 2>/dev/null | grep -v "^/fresh" | wc -l) files"
-  bash scripts/setup.sh
+  # niced here: processes in the container do not inherit the niceness of this shell
+  nice -n 10 bash scripts/setup.sh
   .venv/bin/python -c "import torch; print(\"torch\", torch.__version__)"
-  .venv/bin/python -m pytest "$@"
+  nice -n 10 .venv/bin/python -m pytest "$@"
 ' fresh "${test_args[@]}" 2>&1 | tee runs/fresh-machine.log
 status=${PIPESTATUS[0]}
 echo "fresh machine: exit $status after $(( $(date +%s) - started )) s"
