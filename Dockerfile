@@ -11,7 +11,6 @@
 # Without a registry, scripts/docker-base.sh builds a local Debian base to use as BASE_IMAGE.
 ARG BASE_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
-ARG STN_EXTRAS=
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
@@ -30,6 +29,7 @@ RUN if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensure
 
 WORKDIR /app
 # Dependencies first, from pyproject.toml alone, so that a change to the code reuses this layer.
+ARG STN_EXTRAS=
 COPY pyproject.toml ./
 RUN python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
         extras = [e for e in sys.argv[1].split(",") if e]; \
