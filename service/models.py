@@ -1,15 +1,20 @@
 """The model repository: exported localiser (and warper) graphs in a directory, as ONNX Runtime
 sessions on the execution provider that actually bound.
 
-onnxruntime lists CUDAExecutionProvider as available whenever the GPU build is installed, and only
-logs when it then fails to load (no GPU, missing CUDA libraries), falling back to the CPU. So the
-provider in use is read back from `session.get_providers()[0]` after creating the session, and
-`require_gpu` checks that.
+onnxruntime lists CUDAExecutionProvider as available whenever the GPU build is installed, and when
+it then fails to load (no GPU, missing CUDA libraries) it prints errors in red and falls back to the
+CPU. So CUDA is probed once per process, quietly (`probe_cuda`: onnxruntime.preload_dlls() binds
+the CUDA and cuDNN libraries of the `gpu` extra, then one session is made with onnxruntime's own
+log silenced), the start-up log gets one line naming the provider and why, and the provider in use
+is read back from `session.get_providers()[0]`, which `require_gpu` checks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,58 @@ class Model:
             self.localise(dummy)
 
 
+@dataclass(frozen=True)
+class CudaProbe:
+    bound: bool
+    reason: str  # why, in words, for the start-up log
+    gpu_visible: bool
+
+
+_probe: CudaProbe | None = None  # once per process: binding CUDA is a process-wide fact
+
+
+def probe_cuda(model_path: Path) -> CudaProbe:
+    """Whether the CUDA provider binds here, found without onnxruntime printing anything."""
+    global _probe
+    if _probe is not None:
+        return _probe
+    import onnxruntime as ort
+
+    gpu_visible = any(Path("/dev").glob("nvidia[0-9]*"))
+    if CUDA not in ort.get_available_providers():
+        _probe = CudaProbe(False, "this onnxruntime has no CUDA provider", gpu_visible)
+        return _probe
+    printed = io.StringIO()
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        # It prints each library it cannot load; those names go into the reason instead.
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preload()
+    missing = [
+        line.split()[2].rstrip(":") for line in printed.getvalue().splitlines()
+        if line.startswith("Failed to load ")
+    ]  # fmt: skip
+    ort.set_default_logger_severity(4)  # fatal only: the failed provider load is reported below
+    try:  # a broken model raises ModelError here, as loading it would
+        bound = _session(model_path, [CUDA, CPU], 0).get_providers()[0] == CUDA
+    finally:
+        ort.set_default_logger_severity(2)  # onnxruntime's default, warnings and up
+    if bound:
+        reason = "CUDA bound"
+    elif not gpu_visible:
+        reason = "no NVIDIA GPU visible (/dev/nvidia*)"
+    elif missing:
+        reason = (
+            f"CUDA/cuDNN libraries not found ({', '.join(missing[:3])}): install "
+            "stn-align[gpu] or use the CUDA base image"
+        )
+    else:
+        reason = "the CUDA provider did not load (driver or CUDA/cuDNN version mismatch?)"
+    _probe = CudaProbe(bound, reason, gpu_visible)
+    return _probe
+
+
 def providers_for(device: str) -> list[str]:
     return [CPU] if device == "cpu" else [CUDA, CPU]
 
@@ -75,7 +132,7 @@ def _session(path: Path, providers: list[str], threads: int):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    # Severity 3 (errors only): the CPU fallback warning is reported by us, once, in plain words.
+    # Severity 3 (errors only): the provider in use is reported by us, once, in plain words.
     options.log_severity_level = 3
     # Idle intra-op threads otherwise spin for a while after each run, which on a small CPU
     # takes the cores that decoding and warping for the other requests need.
@@ -129,6 +186,21 @@ def load_repository(
         )
     if not wanted:
         raise ModelError(f"no models (*.onnx) in {directory} (setting model_dir)")
+    if device == "cpu":
+        log.info("execution provider", extra={"provider": CPU, "why": "device=cpu"})
+    else:
+        probe = probe_cuda(found[wanted[0]])
+        if not probe.bound:
+            if require_gpu or device == "cuda":
+                raise ModelError(
+                    f"require_gpu (or device=cuda) is set but the CUDA provider did not bind: "
+                    f"{probe.reason}"
+                )
+            device = "cpu"  # sessions without the CUDA provider: no failed load per session
+        provider = CUDA if probe.bound else CPU
+        # Falling back is expected without a GPU; with one visible, it is a misconfiguration.
+        level = logging.WARNING if probe.gpu_visible and not probe.bound else logging.INFO
+        log.log(level, "execution provider", extra={"provider": provider, "why": probe.reason})
     models = {}
     for name in wanted:
         model = load_model(found[name], device, threads)
@@ -140,11 +212,10 @@ def load_repository(
             if require_gpu or device == "cuda":
                 raise ModelError(
                     f"require_gpu (or device=cuda) is set but model {name} runs on "
-                    f"{model.provider}: the CUDA provider did not bind (no GPU visible, "
-                    "or CUDA/cuDNN libraries missing)"
+                    f"{model.provider}: the CUDA provider did not bind for it"
                 )
             log.warning(
-                "CUDA provider not bound, running on CPU",
+                "CUDA provider not bound for this model, running on CPU",
                 extra={"model": name, "provider": model.provider},
             )
         models[name] = model

@@ -1,10 +1,15 @@
 """The page generator: deterministic for a seed, varied across seeds, and font-independent."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from stn_align.training.documents.bank import build_bank, load_bank
-from stn_align.training.documents.fonts import find_fonts
+from stn_align.training.documents.fonts import find_fonts, font_dirs
 from stn_align.training.documents.layout import PageRenderer, render_page
+
+TEST_FONTS = Path(__file__).resolve().parents[2] / ".test-fonts"
 
 
 def test_same_seed_same_page():
@@ -35,10 +40,24 @@ def test_hershey_fallback_without_fonts():
     assert (page < 128).mean() > 0.002
 
 
-def test_fonts_found_include_dejavu():
+def test_tests_draw_with_the_pinned_fonts_only():
+    # tests/conftest.py points STN_FONT_DIRS at the fonts scripts/test-fonts.sh fetched: the
+    # recommended set of docs/documents.md, and no font of the machine's.
     fonts = find_fonts()
-    assert fonts, "no TrueType fonts found; install fonts-dejavu-core"
+    assert len(fonts) == 88
+    assert all(Path(f.path).is_relative_to(TEST_FONTS) for f in fonts)
     assert all("latin" in f.scripts for f in fonts)
+    assert {"cyrillic", "greek", "hebrew", "arabic"} <= {s for f in fonts for s in f.scripts}
+
+
+def test_font_dirs_replace_the_system_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("STN_FONT_DIRS", str(tmp_path))
+    assert font_dirs() == [tmp_path]
+    monkeypatch.setenv("STN_FONT_DIRS", str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="STN_FONT_DIRS"):
+        font_dirs()
+    monkeypatch.delenv("STN_FONT_DIRS")
+    assert Path("/usr/share/fonts") in font_dirs()
 
 
 def test_bank_renders_once_and_loads(tmp_path):

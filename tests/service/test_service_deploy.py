@@ -1,5 +1,6 @@
 """Deployment without Docker: the compose file's structure, the Dockerfile's promises, and the
-container's entrypoint and healthcheck run as plain processes."""
+container's entrypoint and healthcheck run as plain processes (tests/deploy/ builds and runs
+them in Docker)."""
 
 from __future__ import annotations
 
@@ -29,19 +30,24 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def _defaults(environment: dict) -> dict[str, str]:
+def _default(value) -> str:
     """${VAR:-default} -> default, as compose does with VAR unset."""
-    return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in environment.items()}
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def _defaults(environment: dict) -> dict[str, str]:
+    return {k: _default(v) for k, v in environment.items()}
 
 
 def test_compose_gpu_service(compose):
     stn = compose["services"]["stn"]
     assert stn["build"]["dockerfile"] == "Dockerfile"
+    assert _default(stn["build"]["args"]["BASE_IMAGE"]).startswith("nvidia/cuda:13")
     devices = stn["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     (models,) = [v for v in stn["volumes"] if v["target"] == "/models"]
     assert models["source"] == "./exported" and models["read_only"] is True
-    assert {"50051:50051", "9100:9100"} <= set(stn["ports"])
+    assert {"0.0.0.0:50051:50051", "0.0.0.0:9100:9100"} <= {_default(p) for p in stn["ports"]}
     assert stn["healthcheck"]["test"] == ["CMD", "python", "-m", "stn_align.service.healthcheck"]
     assert stn["user"] == "10001:10001" and stn["read_only"] is True
     env = _defaults(stn["environment"])
@@ -59,29 +65,38 @@ def test_compose_environment_is_valid_config(compose):
         assert grace > config.drain_delay_s + config.drain_grace_s, name
 
 
-def test_compose_cpu_variant_and_replicas_profile(compose):
-    cpu = compose["services"]["stn-cpu"]
+def test_compose_cpu_variant_and_replicas_profiles(compose):
+    services = compose["services"]
+    cpu = services["stn-cpu"]
     assert cpu["profiles"] == ["cpu"] and "deploy" not in cpu
-    assert cpu["build"]["args"]["BASE_IMAGE"].startswith("python:")
-    replica = compose["services"]["stn-replica"]
-    assert replica["profiles"] == ["replicas"] and replica["deploy"]["replicas"] >= 2
-    assert "ports" not in replica  # only Envoy is published
-    envoy = compose["services"]["envoy"]
-    assert envoy["profiles"] == ["replicas"]
-    assert envoy["depends_on"]["stn-replica"]["condition"] == "service_healthy"
-    (mount,) = envoy["volumes"]
-    assert (ROOT / mount["source"]).is_file() and mount["read_only"] is True
+    assert _default(cpu["build"]["args"]["BASE_IMAGE"]).startswith("python:")
+    for name, profile, lb in (
+        ("stn-replica", "replicas", "lb"),
+        ("stn-replica-cpu", "replicas-cpu", "lb-cpu"),
+    ):
+        replica = services[name]
+        assert replica["profiles"] == [profile] and replica["deploy"]["replicas"] == 3
+        assert "ports" not in replica  # only the balancer is published
+        assert replica["networks"]["default"]["aliases"] == ["stn-replicas"]
+        assert services[lb]["profiles"] == [profile] and services[lb]["depends_on"] == [name]
+        (mount,) = services[lb]["volumes"]
+        assert (ROOT / mount["source"]).is_file() and mount["read_only"] is True
+    assert "resources" not in services["stn-replica-cpu"]["deploy"]  # no GPU reservation
+    stats = [_default(p) for p in services["lb"]["ports"] if _default(p).endswith(":8404")]
+    assert stats and all(p.startswith("127.0.0.1:") for p in stats)  # counters: this host only
 
 
-def test_envoy_balances_grpc_over_the_replicas():
-    config = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
-    (cluster,) = config["static_resources"]["clusters"]
-    assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] == "ROUND_ROBIN"
-    options = cluster["typed_extension_protocol_options"]
-    assert "http2_protocol_options" in str(options)
-    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    assert endpoint["address"]["socket_address"] == {"address": "stn-replica", "port_value": 50051}
-    assert "grpc_health_check" in cluster["health_checks"][0]
+def test_haproxy_balances_each_grpc_call_over_the_replicas():
+    text = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    assert "bind :8080 proto h2" in lines  # HTTP/2 in, so each call is its own stream
+    (server,) = [line for line in lines if line.startswith("server-template")]
+    words = server.split()
+    assert words[3] == "stn-replicas:50051" and "proto h2" in server and " check" in server
+    assert "resolvers docker" in server  # replicas join and leave as DNS says
+    assert "balance roundrobin" in lines and "nameserver dns 127.0.0.11:53" in lines
+    dockerfile = (ROOT / "deploy" / "haproxy" / "Dockerfile").read_text()
+    assert "apt-get install" in dockerfile and "haproxy" in dockerfile
 
 
 def test_dockerfile_promises():
@@ -92,7 +107,9 @@ def test_dockerfile_promises():
     assert 'ENTRYPOINT ["/app/deploy/entrypoint.sh"]' in text
     assert "stn_align.service.healthcheck" in text and "EXPOSE 50051 9100" in text
     assert "torch" not in re.sub(r"#.*", "", text)
-    for line in re.findall(r"^COPY (.+)$", text, re.M):
+    copies = re.findall(r"^COPY (.+)$", text, re.M)
+    assert not any("training" in line for line in copies)  # the serving distribution only
+    for line in copies:
         for source in line.split()[:-1]:
             assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is missing"
 

@@ -7,6 +7,7 @@ The recommended set comes from Debian packages (see docs/documents.md):
         fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea
 
 With none of them the generator falls back to OpenCV's built-in Hershey fonts (see layout.py).
+STN_FONT_DIRS replaces the system folders with others (see font_dirs).
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ class Font:
 
 
 def font_dirs() -> list[Path]:
-    extra = os.environ.get("STN_FONT_DIRS", "")
-    dirs = [p for p in extra.split(os.pathsep) if p] + list(FONT_DIRS)
-    return [Path(d).expanduser() for d in dirs]
+    """The folders searched: STN_FONT_DIRS (os.pathsep-separated) when set, in place of the
+    system's, so that a fixed set of fonts gives the same pages on every machine (the tests pin
+    theirs this way); otherwise the usual system and user font folders."""
+    pinned = [Path(p).expanduser() for p in os.environ.get("STN_FONT_DIRS", "").split(os.pathsep)]
+    pinned = [p for p in pinned if str(p) not in ("", ".")]
+    for folder in pinned:
+        if not folder.is_dir():
+            raise ValueError(f"STN_FONT_DIRS: {folder} is not a folder")
+    return pinned or [Path(d).expanduser() for d in FONT_DIRS]
 
 
 @functools.lru_cache(maxsize=4)
