@@ -131,7 +131,10 @@ class ServiceConfig:
     )
     workers: int = setting(32, "gRPC handler threads for Align and AlignStream", minimum=1)
     control_workers: int = setting(
-        4, "gRPC handler threads for health checks and ListModels", minimum=1
+        4,
+        "gRPC handler threads for health checks and ListModels (and as many for health Watch "
+        "streams)",
+        minimum=1,
     )
     stream_concurrency: int = setting(
         16, "items per AlignStream call taken and not yet sent back", minimum=1

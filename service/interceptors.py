@@ -11,8 +11,7 @@ Prometheus metrics live in a per-server registry (tests run several servers in o
 - stn_calls_in_progress: Align and AlignStream calls running or waiting for a worker;
 - stn_image_memory_bytes: image bytes reserved from the max_inflight_mb budget.
 
-Health Watch streams pass through untouched: wrapped, they would lose grpc_health's non-blocking
-mode and hold a thread each for as long as they stay open.
+Health Watch streams are neither counted nor logged: they stay open as long as the watcher likes.
 """
 
 from __future__ import annotations

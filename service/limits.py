@@ -3,10 +3,12 @@ calls being worked on may hold.
 
 - `Admission` (a server interceptor) sends health checks and ListModels to their own small
   thread pool, never counted against the inference limits, so a busy replica still answers
-  its load balancer within milliseconds. Align and AlignStream run on the `workers` pool
-  (`CallPool`, which counts the calls queued for it or running on it); past `max_concurrent_rpcs`
-  a new call is refused at once with RESOURCE_EXHAUSTED and a `retry-after-ms` hint in the
-  trailing metadata. While the server drains, new calls get UNAVAILABLE (retryable elsewhere).
+  its load balancer within milliseconds; health Watch streams, which hold a thread while they are
+  open, get a pool of their own, so they cannot starve the checks. Align and AlignStream run on
+  the `workers` pool (`CallPool`, which counts the calls queued for it or running on it); past
+  `max_concurrent_rpcs` a new call is refused at once with RESOURCE_EXHAUSTED and a
+  `retry-after-ms` hint in the trailing metadata. While the server drains, new calls get
+  UNAVAILABLE (retryable elsewhere).
 - `MemoryBudget`: each call reserves its decoded and output image bytes (estimated from the image
   header before decoding) from one server-wide budget (`max_inflight_mb`); a call that would go
   over waits its turn for up to `memory_wait_s`, then gets RESOURCE_EXHAUSTED naming the setting.
@@ -25,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import grpc
 
 from stn_align.service.align_types import Cancelled
-from stn_align.service.interceptors import HEALTH_PREFIX, without_reading
+from stn_align.service.interceptors import HEALTH_PREFIX, HEALTH_WATCH, without_reading
 
 RETRY_AFTER_KEY = "retry-after-ms"
 CONTROL_METHODS = ("/stn.alignment.v1.Alignment/ListModels",)
@@ -103,17 +105,6 @@ def _behaviour_name(handler) -> str:
     raise ValueError("a method handler with no behaviour")
 
 
-def _non_blocking(inner) -> Callable:
-    """grpc_health's Watch returns at once and sends through the callback later, holding no
-    thread while it waits; its wrapper keeps that."""
-
-    def behaviour(request, context, send_response_callback=None):
-        return inner(request, context, send_response_callback)
-
-    behaviour.experimental_non_blocking = True  # type: ignore[attr-defined]
-    return behaviour
-
-
 def _after(inner, before: Callable | None, streaming: bool) -> Callable:
     if streaming:
 
@@ -136,11 +127,7 @@ def _on_pool(handler, pool: ThreadPoolExecutor, before: Callable | None = None):
     """The handler with its behaviour run on `pool` (gRPC's per-method experimental_thread_pool),
     after `before(context)` when given (which may abort the call)."""
     name = _behaviour_name(handler)
-    inner = getattr(handler, name)
-    if getattr(inner, "experimental_non_blocking", False):
-        behaviour = _non_blocking(inner)
-    else:
-        behaviour = _after(inner, before, handler.response_streaming)
+    behaviour = _after(getattr(handler, name), before, handler.response_streaming)
     behaviour.experimental_thread_pool = pool  # type: ignore[attr-defined]
     return handler._replace(**{name: behaviour})
 
@@ -158,12 +145,14 @@ class Admission(grpc.ServerInterceptor):
         self,
         calls: CallPool,
         control: ThreadPoolExecutor,
+        watches: ThreadPoolExecutor,
         drain: DrainState,
         max_calls: int,
         retry_after_ms: int,
     ) -> None:
         self.calls = calls
         self.control = control
+        self.watches = watches
         self.drain = drain
         self.max_calls = max_calls
         self.retry_after_ms = retry_after_ms
@@ -173,6 +162,8 @@ class Admission(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None:
             return None
+        if method == HEALTH_WATCH:
+            return _on_pool(handler, self.watches)  # holds a thread as long as it is open
         if method.startswith(HEALTH_PREFIX) or method in CONTROL_METHODS:
             return _on_pool(handler, self.control)  # quick, and never counted
         if self.drain.refusing.is_set():

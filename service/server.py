@@ -64,18 +64,22 @@ class AlignmentServer:
         self._drain_thread: threading.Thread | None = None
         self.calls = CallPool(config.workers)
         self.control = ThreadPoolExecutor(config.control_workers, thread_name_prefix="control")
+        self.watches = ThreadPoolExecutor(config.control_workers, thread_name_prefix="watch")
         self.budget = MemoryBudget(
             config.max_inflight_bytes, config.memory_wait_s, config.retry_after_ms
         )
         self.metrics.calls.set_function(self.calls.calls)
         self.metrics.image_memory.set_function(lambda: self.budget.used)
-        self.health = health.HealthServicer()  # Admission puts its calls on self.control
+        # Blocking Watch (a thread per open stream, on self.watches): grpc_health's non-blocking
+        # Watch sends under its lock from set(), and deadlocks when a Watch closes meanwhile.
+        self.health = health.HealthServicer(experimental_non_blocking=False)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         interceptors: list[grpc.ServerInterceptor] = [
             MetricsInterceptor(self.metrics),
             Admission(
                 self.calls,
                 self.control,
+                self.watches,
                 self.drain_state,
                 config.max_concurrent_rpcs,
                 config.retry_after_ms,
@@ -212,6 +216,7 @@ class AlignmentServer:
         grpc_stopped.wait()
         self.servicer.close()
         self.control.shutdown(wait=False, cancel_futures=True)
+        self.watches.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             if self.pipeline is not None:
                 self.pipeline.close()

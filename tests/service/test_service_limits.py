@@ -197,16 +197,19 @@ def test_the_chain_length_is_limited(client):
     assert len(reply.stages) == 2
 
 
-def test_open_health_watches_hold_no_threads(base_config):
-    """More Watch streams than control threads, and Check still answers at once."""
+def test_open_health_watches_cannot_starve_the_checks(base_config):
+    """Watch streams hold a thread each while open, on a pool of their own: with every one of
+    those threads taken (and more watches waiting), Check still answers at once."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     handle, port = create_server("127.0.0.1:0", base_config.replace(control_workers=2))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(6)]
-            assert all(next(w).status == health_pb2.HealthCheckResponse.SERVING for w in watches)
+            watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(2)]
+            assert [next(w).status for w in watches] == [health_pb2.HealthCheckResponse.SERVING] * 2
+            watches += [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(2)]
+            time.sleep(0.2)  # the two more wait for a watch thread
             for _ in range(4):
                 reply, seconds = _timed(
                     lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
@@ -216,6 +219,28 @@ def test_open_health_watches_hold_no_threads(base_config):
                 w.cancel()
     finally:
         handle.drain(0, 0)
+
+
+def test_a_drain_with_watches_closing_meanwhile_finishes(base_config):
+    """Watchers hanging up just as the drain tells them NOT_SERVING: the drain still finishes
+    (grpc_health's non-blocking Watch deadlocked here: set() sends under the lock that a closing
+    Watch needs)."""
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    for _ in range(4):  # a race: give it a few chances
+        handle, port = create_server("127.0.0.1:0", base_config.replace(warmup_runs=0))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(4)]
+            assert all(next(w).status == health_pb2.HealthCheckResponse.SERVING for w in watches)
+            drain = threading.Thread(target=handle.drain, args=(0.0, 1.0), daemon=True)
+            for w in watches:
+                w.cancel()
+            drain.start()
+            drain.join(timeout=15)
+            assert not drain.is_alive() and handle.stopped.is_set(), "the drain is stuck"
 
 
 def test_refusals_do_not_receive_the_request_first(base_config):
