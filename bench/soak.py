@@ -278,6 +278,10 @@ def render(args, log: Log, rss: dict[int, float], exit_status: int | None) -> st
     minutes = sorted(rss)
     half = minutes[len(minutes) // 2] if minutes else 0
     growth = (rss[minutes[-1]] - rss[half]) / rss[half] * 100 if minutes else float("nan")
+    if len(minutes) < 4:
+        verdict = "too short a run to judge"
+    else:
+        verdict = "levels off" if growth < 5 else "still growing"
     lines = [
         "## Soak",
         "",
@@ -294,7 +298,7 @@ def render(args, log: Log, rss: dict[int, float], exit_status: int | None) -> st
         *(row_text(m, log.rows[m], rss[m]) for m in minutes),
         "",
         f"RSS from minute {half + 1} to minute {minutes[-1] + 1 if minutes else 0}: "
-        f"{growth:+.1f}% ({'levels off' if growth < 5 else 'still growing'}). Server exit status "
+        f"{growth:+.1f}% ({verdict}). Server exit status "
         f"after SIGTERM: {exit_status}. p50/p99: successful ~1 MP unary calls "
         f"({', '.join(LATENCY_KINDS)}).",
     ]
