@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -149,7 +150,21 @@ def _client(args):
     return AlignClient(_servers(args), token, args.tls_ca, args.max_message_mb, args.timeout)
 
 
+def _catch_stop_signals() -> list[int]:
+    """Note SIGTERM and SIGINT from now on; the server drains for them once it exists. Without
+    this, a stop signal during the imports and model loading would kill the process outright."""
+    caught: list[int] = []
+
+    def note(signum, frame) -> None:
+        caught.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, note)
+    return caught
+
+
 def run_serve(args) -> int:
+    caught = _catch_stop_signals()  # first, before the heavy imports below
     from stn_align.service import logs
     from stn_align.service.config import ConfigError, load_config
     from stn_align.service.server import serve
@@ -160,7 +175,7 @@ def run_serve(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, config.log_format)
-    return serve(config)
+    return serve(config, caught)
 
 
 def _encoding_for(path: str | None) -> str:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,16 @@ class ServiceConfig:
     flag --name-with-dashes come from the field's name."""
 
     address: str = setting("0.0.0.0:50051", "gRPC listen address host:port (port 0 picks one)")
+    reuse_port: bool = setting(
+        False,
+        "let other processes listen on the same port (SO_REUSEPORT); off: start-up fails when the "
+        "port is taken",
+    )
     metrics_port: int = setting(
         9100, "Prometheus metrics HTTP port; 0 turns metrics off", minimum=0
+    )
+    metrics_host: str = setting(
+        "", "host the metrics HTTP server listens on; empty: the host of address"
     )
     model_dir: str = setting("exported", "directory of exported models (NAME.onnx, NAME.warp.onnx)")
     models: str = setting("", "comma-separated model names to load; empty loads every model")
@@ -110,12 +119,40 @@ class ServiceConfig:
         256, "images waiting per model before RESOURCE_EXHAUSTED", minimum=1
     )
     max_concurrent_rpcs: int = setting(
-        256, "calls in progress before RESOURCE_EXHAUSTED", minimum=1
+        256,
+        "Align and AlignStream calls running or waiting for a worker before new ones get "
+        "RESOURCE_EXHAUSTED (health checks and ListModels are not counted)",
+        minimum=1,
     )
-    workers: int = setting(32, "gRPC handler threads", minimum=1)
-    stream_concurrency: int = setting(16, "items in flight per AlignStream call", minimum=1)
+    retry_after_ms: int = setting(
+        1000,
+        "the retry-after-ms hint (trailing metadata) sent with RESOURCE_EXHAUSTED for overload",
+        minimum=0,
+    )
+    workers: int = setting(32, "gRPC handler threads for Align and AlignStream", minimum=1)
+    control_workers: int = setting(
+        4,
+        "gRPC handler threads for health checks and ListModels (and as many for health Watch "
+        "streams)",
+        minimum=1,
+    )
+    stream_concurrency: int = setting(
+        16, "items per AlignStream call taken and not yet sent back", minimum=1
+    )
     max_message_mb: int = setting(64, "largest request/response message, MiB", minimum=1)
     max_pixels: int = setting(100_000_000, "largest image (input or output), pixels", minimum=1)
+    max_inflight_mb: int = setting(
+        2048,
+        "server-wide budget for the decoded and output images of the calls being worked on, MiB "
+        "(estimated from each image's header before decoding)",
+        minimum=1,
+    )
+    memory_wait_s: float = setting(
+        5.0,
+        "how long a call waits for room in max_inflight_mb before RESOURCE_EXHAUSTED",
+        minimum=0,
+    )
+    max_chain_length: int = setting(8, "most models in one request's chain", minimum=1)
     warmup_runs: int = setting(2, "localiser runs per model before health says SERVING", minimum=0)
     batch_workers: int = setting(
         0,
@@ -143,6 +180,15 @@ class ServiceConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        return self.max_inflight_mb * 1024 * 1024
+
+    @property
+    def listen_host(self) -> str:
+        """The host part of address, without IPv6 brackets."""
+        return self.address.rpartition(":")[0].strip("[]")
 
     @property
     def model_names(self) -> list[str]:
@@ -200,6 +246,8 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         path = getattr(config, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"{_describe(_BY_NAME[name])}: no such file {path}")
+    if config.tls_cert:
+        _check_key_pair(config.tls_cert, config.tls_key)
     host, sep, port = config.address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(
@@ -208,6 +256,22 @@ def validate(config: ServiceConfig) -> ServiceConfig:
     if config.require_gpu and config.device == "cpu":
         raise ConfigError("settings require_gpu and device=cpu contradict each other")
     return config
+
+
+def _check_key_pair(cert: str, key: str) -> None:
+    """Load the pair as a TLS server would, so a bad or mismatched pair fails start-up with the
+    settings named (gRPC itself only says it failed to bind)."""
+
+    def no_password() -> bytes:  # gRPC cannot use an encrypted key; never prompt on a terminal
+        raise ValueError("the private key is encrypted")
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=no_password)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            f"settings tls_cert and tls_key ({cert}, {key}): not a usable PEM certificate and "
+            f"matching private key: {exc}"
+        ) from None
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

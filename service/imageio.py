@@ -8,7 +8,10 @@ so matrices refer to the stored pixel grid.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,6 +23,7 @@ Image.MAX_IMAGE_PIXELS = None
 
 FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP"}
 RAW_DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
+INTEGER_GREY = ("I;16", "I;16B", "I;16L", "I")
 
 
 class ImageError(ValueError):
@@ -35,8 +39,44 @@ def check_pixels(height: int, width: int, max_pixels: int, what: str = "image") 
         )
 
 
-def decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """Encoded file bytes -> HxWxC uint8. The size is checked from the header before decoding."""
+@dataclass(frozen=True)
+class Header:
+    """What an image will cost before it is decoded."""
+
+    height: int
+    width: int
+    channels: int  # after decoding: 1 (grey) or 3 (RGB)
+    decode_bytes: int  # about the most memory decoding takes (decoder buffers and our array)
+
+
+def _decode_bytes(mode: str, pixels: int, channels: int) -> int:
+    if mode in INTEGER_GREY:
+        return pixels * (4 + 8 + 8 + 1)  # Pillow's samples, two int64 steps, the 8-bit result
+    stored = 1 if mode in ("1", "L", "P") else 4  # Pillow keeps other modes at 4 bytes a pixel
+    converted = 0 if mode in ("1", "L", "RGB") else 4  # palette, alpha, CMYK: a converted copy
+    return pixels * (stored + converted + channels)
+
+
+def probe(data: bytes, max_pixels: int) -> Header:
+    """The image's size and decoding cost from its header alone (nothing is decoded), with the
+    same checks and errors as decode."""
+    with _opened(data) as im:
+        check_pixels(im.height, im.width, max_pixels)
+        channels = 1 if im.mode in ("1", "L", *INTEGER_GREY) else 3
+        cost = _decode_bytes(im.mode, im.height * im.width, channels)
+        return Header(im.height, im.width, channels, cost)
+
+
+def raw_header(height: int, width: int, channels: int, dtype: str) -> Header:
+    """The cost of a raw request image: uint8 pixels are used in place, uint16 are scaled."""
+    pixels = height * width * channels
+    cost = pixels * (4 + 4 + 1) if dtype == "uint16" else pixels if channels == 4 else 0
+    return Header(height, width, 1 if channels == 1 else 3, cost)
+
+
+@contextlib.contextmanager
+def _opened(data: bytes) -> Iterator[Image.Image]:
+    """Pillow's image (header read, pixels not yet decoded), with every failure an ImageError."""
     if not data:
         raise ImageError("image is empty (0 bytes)")
     try:
@@ -46,9 +86,7 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
                     f"unsupported image format {im.format}; "
                     f"expected one of {', '.join(sorted(FORMATS))}"
                 )
-            check_pixels(im.height, im.width, max_pixels)
-            im.load()  # raises on truncated or corrupt data
-            return _to_array(im)
+            yield im
     except UnidentifiedImageError:
         head = data[:8].hex()
         raise ImageError(
@@ -61,11 +99,41 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageError(f"corrupt or truncated image: {exc}") from None
 
 
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded file bytes -> HxWxC uint8. The size is checked from the header before decoding."""
+    with _opened(data) as im:
+        check_pixels(im.height, im.width, max_pixels)
+        im.load()  # raises on truncated or corrupt data
+        return _to_array(im)
+
+
+def _integer_grey(im: Image.Image) -> np.ndarray:
+    """16- and 32-bit grey -> 8 bits. The sample range is the smallest of 8, 16 or the stored 32
+    bits that holds the brightest pixel, so 8- and 16-bit data kept in wider samples still reach
+    white, and 32-bit data is scaled, not wrapped."""
+    arr = np.asarray(im)
+    wide = 2**31 - 1
+    if arr.dtype == np.int32 and _unsigned_tiff(im):
+        arr, wide = arr.view(np.uint32), 2**32 - 1  # Pillow reads unsigned 32-bit as signed
+    arr = np.clip(arr.astype(np.int64), 0, None)
+    peak = int(arr.max(initial=0))
+    top = 255 if peak <= 255 else 65535 if peak <= 65535 else wide
+    return (arr * 255 // top).astype(np.uint8)[:, :, None]
+
+
+def _unsigned_tiff(im: Image.Image) -> bool:
+    tags = getattr(im, "tag_v2", None)
+    if im.format != "TIFF" or tags is None:
+        return False
+    sample_format = tags.get(339, 1)  # TIFF SampleFormat: 1 unsigned (the default), 2 signed
+    if isinstance(sample_format, tuple):
+        sample_format = sample_format[0] if sample_format else 1
+    return sample_format == 1
+
+
 def _to_array(im: Image.Image) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im).astype(np.uint32)
-        top = 65535 if arr.max(initial=0) > 255 else 255
-        return (arr * 255 // top).astype(np.uint8)[:, :, None]
+    if im.mode in INTEGER_GREY:
+        return _integer_grey(im)
     if im.mode in ("1", "L"):
         return np.asarray(im.convert("L"))[:, :, None]
     if im.mode != "RGB":

@@ -7,7 +7,11 @@ Prometheus metrics live in a per-server registry (tests run several servers in o
 - stn_stream_items_total{code}: AlignStream items by outcome;
 - stn_batch_size{model}: images per localiser run;
 - stn_queue_depth{model}: images waiting for a batch;
-- stn_model_provider{model, provider}: 1 for the provider each model runs on.
+- stn_model_provider{model, provider}: 1 for the provider each model runs on;
+- stn_calls_in_progress: Align and AlignStream calls running or waiting for a worker;
+- stn_image_memory_bytes: image bytes reserved from the max_inflight_mb budget.
+
+Health Watch streams are neither counted nor logged: they stay open as long as the watcher likes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 log = logging.getLogger("stn.service.calls")
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+HEALTH_WATCH = HEALTH_PREFIX + "Watch"
 REQUEST_ID_KEY = "x-request-id"
 
 
@@ -56,6 +62,12 @@ class Metrics:
         self.provider = Gauge(
             "stn_model_provider", "Execution provider per model", ["model", "provider"], registry=r
         )
+        self.calls = Gauge(
+            "stn_calls_in_progress", "Align and AlignStream calls running or queued", registry=r
+        )
+        self.image_memory = Gauge(
+            "stn_image_memory_bytes", "Image bytes reserved by calls in progress", registry=r
+        )
 
 
 def request_id(metadata) -> str:
@@ -68,9 +80,20 @@ def request_id(metadata) -> str:
 
 def _code_name(context, failed: bool) -> str:
     code = context.code()
-    if code is None:
-        return "UNKNOWN" if failed else "OK"
-    return code.name
+    if code is not None:
+        return code.name
+    if not context.is_active():  # the caller cancelled, its deadline passed, or gRPC ended it
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    return "UNKNOWN" if failed else "OK"
+
+
+def _same_pool(wrapped, inner):
+    """Keep the thread pool chosen for the inner behaviour (limits.Admission) on its wrapper."""
+    pool = getattr(inner, "experimental_thread_pool", None)
+    if pool is not None:
+        wrapped.experimental_thread_pool = pool
+    return wrapped
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
@@ -100,16 +123,16 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
+        if handler is None or method == HEALTH_WATCH:
+            return handler
         sent_id = request_id(handler_call_details.invocation_metadata)
 
         def unary(inner):
             def wrapped(request, context):
                 started, failed = time.perf_counter(), True
                 # unary calls: fall back on the request's own id field (AlignRequest.id)
-                rid = sent_id or str(getattr(request, "id", "")) or uuid.uuid4().hex[:16]
+                rid = sent_id or str(getattr(request, "id", ""))[:128] or uuid.uuid4().hex[:16]
                 try:
                     response = inner(request, context)
                     failed = False
@@ -117,7 +140,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 finally:
                     self._done(method, rid, context, started, failed)
 
-            return wrapped
+            return _same_pool(wrapped, inner)
 
         def streaming(inner):
             def wrapped(request_or_iterator, context):
@@ -129,7 +152,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 finally:
                     self._done(method, rid, context, started, failed)
 
-            return wrapped
+            return _same_pool(wrapped, inner)
 
         if handler.unary_unary:
             return handler._replace(unary_unary=unary(handler.unary_unary))
@@ -138,6 +161,23 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler.unary_stream:
             return handler._replace(unary_stream=streaming(handler.unary_stream))
         return handler._replace(stream_stream=streaming(handler.stream_stream))
+
+
+def without_reading(handler, respond: Callable):
+    """A handler that calls `respond(context)` (which aborts) without receiving the request: as a
+    request-streaming handler whose stream is never read, so a large or slowly sent request does
+    not hold a thread just to be refused."""
+
+    def unary(request_iterator, context):
+        respond(context)
+
+    def streaming(request_iterator, context):
+        respond(context)
+        yield from ()
+
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming)
+    return grpc.stream_unary_rpc_method_handler(unary)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -160,19 +200,9 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
 
-        def deny(request, context):
+        def deny(context) -> None:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "missing or wrong 'authorization: Bearer' token"
             )
 
-        def deny_stream(request, context):
-            deny(request, context)
-            yield  # pragma: no cover - abort raises first
-
-        if handler.unary_unary:
-            return handler._replace(unary_unary=deny)
-        if handler.stream_unary:
-            return handler._replace(stream_unary=deny)
-        if handler.unary_stream:
-            return handler._replace(unary_stream=deny_stream)
-        return handler._replace(stream_stream=deny_stream)
+        return without_reading(handler, deny)

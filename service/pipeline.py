@@ -26,6 +26,10 @@ give the page size estimated from the predicted corners (mean lengths of opposit
 upright page; others keep the input size. A requested size applies to the last stage. Projective
 models named in the page_edges setting have their corners snapped to the page's own edges
 (service/page_edges.py) before anything uses them.
+
+Limits: a chain longer than max_chain_length is refused before any work (BadOptions). With
+AlignOptions.max_output_bytes set (the server sets it from max_message_mb), a RAW output over it
+is refused from its shape before the warp, a PNG or JPEG one after encoding (OutputTooLarge).
 """
 
 from __future__ import annotations
@@ -35,13 +39,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from stn_align.core import geometry
 from stn_align.core.preprocess import localiser_input, to_channels
 from stn_align.service import imageio, page_edges, warp
+from stn_align.service.align_types import (
+    AlignOptions,
+    AlignResult,
+    BadOptions,
+    Cancelled,
+    OutputTooLarge,
+    StageResult,
+    UnknownModel,
+    quoted,
+)
 from stn_align.service.batching import MicroBatcher
 from stn_align.service.config import ServiceConfig
 from stn_align.service.models import CUDA, Model, load_repository
@@ -49,67 +62,28 @@ from stn_align.service.models import CUDA, Model, load_repository
 # Scans are the common case: on the 19 real scans in shared/data the perspective-then-rotation chain
 # got 9 quadrants right against 13 for doc-rotation alone, so the chain is opt-in (for photos).
 DEFAULT_CHAIN = ("doc-rotation",)
+ALIVE_POLL_S = 0.25  # how often a call waiting for its localiser run looks at its caller
 ENCODINGS = ("png", "jpeg", "raw", "none")
-
-
-class UnknownModel(LookupError):
-    pass
-
-
-class BadOptions(ValueError):
-    pass
-
-
-class Cancelled(RuntimeError):
-    pass
-
-
-@dataclass
-class AlignOptions:
-    models: Sequence[str] | None = None  # None or empty: the default model (chain)
-    out_hw: tuple[int, int] | None = None  # None: the family's default size
-    encoding: str = "png"  # png, jpeg, raw, none (only used when encoding is asked for)
-    jpeg_quality: int = 95
-    interpolation: str = "linear"
-    border: str = "constant"
-    fill: float = 255.0
-
-
-@dataclass
-class StageResult:
-    model: str
-    family: str
-    theta: np.ndarray
-    matrix: np.ndarray  # this stage's output pixels -> its input pixels
-    out_hw: tuple[int, int]
-    angle: float | None = None
-    corners: np.ndarray | None = None  # in this stage's input pixels
-
-
-@dataclass
-class AlignResult:
-    model: str
-    stages: list[StageResult]
-    matrix: np.ndarray
-    in_hw: tuple[int, int]
-    out_hw: tuple[int, int]
-    angle: float | None = None
-    corners: np.ndarray | None = None
-    rectified: np.ndarray | None = None
-    encoded: bytes | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str:
-        return self.stages[-1].family
-
-    @property
-    def theta(self) -> np.ndarray:
-        return self.stages[-1].theta
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _check_output_bytes(nbytes: int, what: str, options: AlignOptions) -> None:
+    limit = options.max_output_bytes
+    if limit is not None and nbytes > limit:
+        raise OutputTooLarge(
+            f"{what} would be {nbytes} bytes, over the {limit} a response may carry "
+            "(setting max_message_mb); ask for a smaller size or a compressed encoding"
+        )
+
+
+def _check_raw_size(out_hw: tuple[int, int], channels: int, options: AlignOptions) -> None:
+    """RAW output's size is known from its shape, so it is refused before the work."""
+    if options.encoding == "raw":
+        h, w = out_hw
+        _check_output_bytes(h * w * channels, f"the {w}x{h}x{channels} raw output", options)
 
 
 class Pipeline:
@@ -180,10 +154,16 @@ class Pipeline:
                 "no model named and no default (setting default_model); "
                 f"loaded: {sorted(self.models)}"
             )
+        limit = self.config.max_chain_length
+        if len(chain) > limit:
+            raise BadOptions(
+                f"the chain has {len(chain)} models, over the limit of {limit} "
+                "(setting max_chain_length)"
+            )
         unknown = [n for n in chain if n not in self.models]
         if unknown:
             raise UnknownModel(
-                f"unknown model {unknown[0]!r}; loaded: {', '.join(sorted(self.models))}"
+                f"unknown model {quoted(unknown[0])}; loaded: {', '.join(sorted(self.models))}"
             )
         models = [self.models[n] for n in chain]
         for i, m in enumerate(models):
@@ -191,7 +171,7 @@ class Pipeline:
             if (role == "last" and i < len(models) - 1) or (role == "first" and i > 0):
                 raise BadOptions(
                     f"model {m.name} can only be {role} in a chain (its chain_role); "
-                    f"got {'+'.join(chain)}"
+                    f"got {quoted('+'.join(chain))}"
                 )
         return models
 
@@ -217,10 +197,16 @@ class Pipeline:
 
     def _localise(self, model: Model, small: np.ndarray, alive, timings) -> np.ndarray:
         future = self.batchers[model.name].submit(small, alive)
-        try:
-            theta, queue_s, run_s = future.result()
-        except CancelledError:
-            raise Cancelled("the call was cancelled or its deadline expired") from None
+        while True:  # looking now and then whether the caller is still there
+            try:
+                theta, queue_s, run_s = future.result(timeout=ALIVE_POLL_S)
+                break
+            except TimeoutError:
+                if not alive():
+                    future.cancel()  # dropped before its run if it has not started
+                    raise Cancelled("the call was cancelled or its deadline expired") from None
+            except CancelledError:
+                raise Cancelled("the call was cancelled or its deadline expired") from None
         timings["queue_ms"] += queue_s * 1000.0
         timings["localise_ms"] += run_s * 1000.0
         return theta
@@ -258,6 +244,7 @@ class Pipeline:
         models = self.resolve(options.models)
         if options.out_hw:
             imageio.check_pixels(*options.out_hw, self.config.max_pixels, "requested output")
+            _check_raw_size(options.out_hw, image.shape[2], options)  # before any work
         in_hw = (int(image.shape[0]), int(image.shape[1]))
         acc, cur_hw = None, in_hw
         stages: list[StageResult] = []
@@ -318,6 +305,7 @@ class Pipeline:
         if options.encoding != "none":
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
+            _check_raw_size(cur_hw, image.shape[2], options)  # the default size: before the warp
             t = time.perf_counter()
             result.rectified = self._warp(image, models, result, tps_maps, options)
             timings["warp_ms"] += _ms(t)
@@ -351,6 +339,7 @@ class Pipeline:
         t = time.perf_counter()
         result.encoded = imageio.encode(result.rectified, options.encoding, options.jpeg_quality)
         result.timings["encode_ms"] = _ms(t)
+        _check_output_bytes(len(result.encoded), f"the {options.encoding} output", options)
         result.timings["total_ms"] += result.timings["encode_ms"]
 
     def align_bytes(

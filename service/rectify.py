@@ -10,7 +10,11 @@
 - Files refused for overload or lost with a broken stream (a replica going away) are retried in
   later passes. A failed file gets an error line in the manifest and a line in the summary; the
   batch goes on and the exit status is 1.
-- Output paths mirror the inputs' relative paths, cleaned so they cannot leave OUTPUT_DIR.
+- Output paths mirror the inputs' relative paths, cleaned so they cannot leave OUTPUT_DIR. Two
+  inputs never share an output: when cleaning or the new suffix makes names meet (`twin.png` and
+  `twin.jpg`; names that differ only in case, for case-blind file systems), the later one gets a
+  name with a short hash of its input path. Files already done keep their outputs, so a rerun
+  gives every file the name it had. Files under OUTPUT_DIR are never taken as inputs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +38,7 @@ from stn_align.service.proto import alignment_pb2 as pb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 MANIFEST = "manifest.jsonl"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
+_UNSAFE = re.compile(r"[^\w. -]")  # \w: letters and digits of any script, and "_"
 
 
 class UnsafePath(ValueError):
@@ -58,7 +63,7 @@ def list_inputs(spec: str) -> tuple[Path, list[Path]]:
 
 def output_path(source: Path, root: Path, out_dir: Path, suffix: str) -> Path:
     """OUTPUT_DIR / the source's path relative to root, with unsafe parts cleaned away."""
-    rel = os.path.relpath(source.absolute(), root.absolute())
+    rel = unicodedata.normalize("NFC", os.path.relpath(source.absolute(), root.absolute()))
     parts = [_UNSAFE.sub("_", p) for p in Path(rel).parts if p not in ("", ".", "..", os.sep)]
     parts = [p.lstrip(".") or "_" for p in parts]  # no hidden files, no "." tricks
     if not parts:
@@ -182,20 +187,52 @@ class Recorder:
         self._manifest.close()
 
 
+def _name_key(relative: str) -> str:
+    """Output names that one file system may take for the same file (case-blind ones)."""
+    return unicodedata.normalize("NFC", relative).casefold()
+
+
+def _distinct(dest: Path, key: str, out_dir: Path, taken: set[str]) -> Path:
+    """dest, or when another input has that name, dest with a hash of this input's path."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    candidates = [dest] + [
+        dest.with_name(f"{dest.stem}~{digest[:length]}{dest.suffix}") for length in (8, 16, 64)
+    ]
+    for candidate in candidates:
+        if _name_key(candidate.relative_to(out_dir).as_posix()) not in taken:
+            return candidate
+    raise UnsafePath(f"no free output name for {key}")
+
+
 def plan(input_spec: str, out_dir: Path, suffix: str, summary: Summary) -> list[Job]:
     root, files = list_inputs(input_spec)
+    out_abs = out_dir.resolve()
+    if root.resolve().is_relative_to(out_abs):
+        raise UnsafePath(
+            f"the output folder {out_dir} holds the input {input_spec}; choose another output "
+            "folder"
+        )
+    files = [f for f in files if not f.resolve().is_relative_to(out_abs)]  # our own outputs
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.rglob(".*.tmp-*"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
     manifest = load_manifest(out_dir)
-    jobs = []
     summary.total = len(files)
-    for source in files:
-        key = Path(os.path.relpath(source.absolute(), root.absolute())).as_posix()
-        if is_done(manifest.get(key), source, out_dir):
+    keyed = [(f, Path(os.path.relpath(f.absolute(), root.absolute())).as_posix()) for f in files]
+    taken: set[str] = set()
+    todo = []
+    for source, key in keyed:  # files done keep their outputs
+        entry = manifest.get(key)
+        if entry and is_done(entry, source, out_dir) and _name_key(entry["output"]) not in taken:
+            taken.add(_name_key(entry["output"]))
             summary.skipped += 1
-            continue
-        jobs.append(Job(source, key, output_path(source, root, out_dir, suffix)))
+        else:
+            todo.append((source, key))
+    jobs = []
+    for source, key in todo:
+        dest = _distinct(output_path(source, root, out_dir, suffix), key, out_dir, taken)
+        taken.add(_name_key(dest.relative_to(out_dir).as_posix()))
+        jobs.append(Job(source, key, dest))
     return jobs
 
 

@@ -7,7 +7,8 @@
 The server is the synchronous grpc.server on a thread pool: the work (decode, resize, ONNX Runtime,
 OpenCV) releases the GIL, and a measurement against grpc.aio found no gain (docs/service.md).
 Health (grpc.health.v1) says NOT_SERVING while models load and warm up, SERVING after, and
-NOT_SERVING again as soon as draining starts.
+NOT_SERVING for good as soon as draining starts. Health checks and ListModels run on their own
+threads, outside the inference limits (stn_align.service.limits).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from stn_align.service.config import ServiceConfig
 from stn_align.service.interceptors import Metrics, MetricsInterceptor, TokenInterceptor
+from stn_align.service.limits import Admission, CallPool, DrainState, MemoryBudget
 from stn_align.service.pipeline import Pipeline
 from stn_align.service.proto import alignment_pb2, alignment_pb2_grpc
 from stn_align.service.servicer import AlignmentServicer
@@ -42,6 +45,13 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+STOP_MARGIN_S = 2.0  # after the grace period, for calls to end with UNAVAILABLE before gRPC stops
+
+
+class BindError(OSError):
+    pass
+
+
 class AlignmentServer:
     def __init__(self, config: ServiceConfig, pipeline: Pipeline | None = None) -> None:
         self.config = config
@@ -49,17 +59,40 @@ class AlignmentServer:
         self._preloaded = pipeline
         self.metrics = Metrics()
         self._metrics_http: Any = None  # prometheus_client's WSGI server, when started
-        self.health = health.HealthServicer()
+        self.drain_state = DrainState()
+        self._lock = threading.Lock()  # between load() finishing and a drain starting
+        self._drain_thread: threading.Thread | None = None
+        self.calls = CallPool(config.workers)
+        self.control = ThreadPoolExecutor(config.control_workers, thread_name_prefix="control")
+        self.watches = ThreadPoolExecutor(config.control_workers, thread_name_prefix="watch")
+        self.budget = MemoryBudget(
+            config.max_inflight_bytes, config.memory_wait_s, config.retry_after_ms
+        )
+        self.metrics.calls.set_function(self.calls.calls)
+        self.metrics.image_memory.set_function(lambda: self.budget.used)
+        # Blocking Watch (a thread per open stream, on self.watches): grpc_health's non-blocking
+        # Watch sends under its lock from set(), and deadlocks when a Watch closes meanwhile.
+        self.health = health.HealthServicer(experimental_non_blocking=False)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        interceptors = [MetricsInterceptor(self.metrics)]
+        interceptors: list[grpc.ServerInterceptor] = [
+            MetricsInterceptor(self.metrics),
+            Admission(
+                self.calls,
+                self.control,
+                self.watches,
+                self.drain_state,
+                config.max_concurrent_rpcs,
+                config.retry_after_ms,
+            ),
+        ]
         if config.auth_token:
             interceptors.append(TokenInterceptor(config.auth_token))
-        self.grpc = grpc.server(
-            ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
-            interceptors=interceptors,
-            options=channel_options(config.max_message_bytes),
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        )
+        options = [
+            *channel_options(config.max_message_bytes),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+        ]
+        # The concurrency limit is Admission's, so that health checks are not counted in it.
+        self.grpc = grpc.server(self.calls, interceptors=interceptors, options=options)
         self.servicer = AlignmentServicer(self)
         alignment_pb2_grpc.add_AlignmentServicer_to_server(self.servicer, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
@@ -70,21 +103,33 @@ class AlignmentServer:
 
     def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):
-            self.health.set(name, status)
+            self.health.set(name, status)  # ignored once draining (enter_graceful_shutdown)
 
     def bind(self, address: str) -> int:
-        if self.config.tls_cert:
-            key = Path(self.config.tls_key).read_bytes()
-            cert = Path(self.config.tls_cert).read_bytes()
-            port = self.grpc.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            port = self.grpc.add_insecure_port(address)
+        try:
+            if self.config.tls_cert:
+                key = Path(self.config.tls_key).read_bytes()
+                cert = Path(self.config.tls_cert).read_bytes()
+                creds = grpc.ssl_server_credentials([(key, cert)])
+                port = self.grpc.add_secure_port(address, creds)
+            else:
+                port = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # gRPC's "Failed to bind to address"
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {address} (setting address)")
+            hint = (
+                ""
+                if self.config.reuse_port
+                else "; is another server listening there? (setting reuse_port lets several "
+                "processes share a port)"
+            )
+            raise BindError(f"cannot listen on {address} (setting address){hint}")
         return port
 
     def load(self) -> None:
-        """Load the models, warm them up, then report SERVING."""
+        """Load the models, warm them up, then report SERVING (unless a drain began meanwhile)."""
+        if self.drain_state.draining.is_set():
+            return  # stopped before loading: nothing to load
         started = time.perf_counter()
         if self._preloaded is not None:
             pipeline = self._preloaded
@@ -102,8 +147,13 @@ class AlignmentServer:
                 extra={"model": name, "family": model.family, "provider": model.provider,
                        "warp": pipeline.warp_backend(model), "batch_workers": batcher.workers},
             )  # fmt: skip
-        self.pipeline = pipeline
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        with self._lock:
+            if self.drain_state.draining.is_set():
+                pipeline.close()
+                log.info("loaded after draining began; not serving")
+                return
+            self.pipeline = pipeline
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving",
             extra={
@@ -116,27 +166,60 @@ class AlignmentServer:
         self.metrics.batch.labels(model).observe(size)
 
     def start_metrics(self) -> int | None:
+        """Prometheus on metrics_port, on metrics_host (default: the host of address)."""
         if not self.config.metrics_port:
             return None
         from prometheus_client import start_http_server
 
-        self._metrics_http, _ = start_http_server(
-            self.config.metrics_port, registry=self.metrics.registry
-        )
+        host = self.config.metrics_host or self.config.listen_host
+        try:
+            self._metrics_http, _ = start_http_server(
+                self.config.metrics_port, addr=host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise BindError(
+                f"cannot serve metrics on {host}:{self.config.metrics_port} (settings "
+                f"metrics_host, metrics_port): {exc}"
+            ) from None
         return self._metrics_http.server_port
 
+    def begin_drain(self) -> None:
+        """Drain in the background (what a signal handler calls); later calls do nothing."""
+        with self._lock:
+            if self._drain_thread is not None:
+                return
+            self._drain_thread = threading.Thread(target=self.drain, name="drain", daemon=True)
+        self._drain_thread.start()
+
     def drain(self, delay_s: float | None = None, grace_s: float | None = None) -> None:
-        """NOT_SERVING first, so balancers stop sending; then refuse new calls and let the calls in
-        flight finish within the grace period."""
+        """NOT_SERVING first, so balancers stop sending, while calls are still served for the
+        delay; then new calls get UNAVAILABLE and the calls in flight have the grace period to
+        finish; any still running after it end with UNAVAILABLE, never a cancellation."""
         delay = self.config.drain_delay_s if delay_s is None else delay_s
         grace = self.config.drain_grace_s if grace_s is None else grace_s
+        with self._lock:
+            already = self.drain_state.draining.is_set()
+            self.drain_state.draining.set()
+            self.health.enter_graceful_shutdown()  # NOT_SERVING, and set() is ignored from now
+        if already:
+            self.stopped.wait(delay + grace + 2 * STOP_MARGIN_S)
+            return
         log.info("draining", extra={"delay_s": delay, "grace_s": grace})
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         time.sleep(delay)
-        self.grpc.stop(grace).wait()
+        self.drain_state.refusing.set()
+        # gRPC's own grace is longer than ours: calls must end with our status, not its cancel
+        grpc_stopped = self.grpc.stop(grace + 2 * STOP_MARGIN_S)
+        if not self.calls.wait_idle(grace):
+            log.warning("drain grace ran out", extra={"calls": self.calls.calls()})
+            self.drain_state.stopping.set()
+            self.calls.wait_idle(STOP_MARGIN_S)
+        grpc_stopped.wait()
         self.servicer.close()
-        if self.pipeline is not None:
-            self.pipeline.close()
+        self.control.shutdown(wait=False, cancel_futures=True)
+        self.watches.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            if self.pipeline is not None:
+                self.pipeline.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -156,21 +239,42 @@ def create_server(
     return server, port
 
 
-def serve(config: ServiceConfig) -> int:
-    """Run until SIGTERM or SIGINT, then drain. Returns the process exit status."""
-    server, port = create_server(config.address, config, load=False)
-    metrics_port = server.start_metrics()
+def serve(config: ServiceConfig, early_signals: Sequence[int] = ()) -> int:
+    """Run until SIGTERM or SIGINT, then drain. Returns the process exit status. `early_signals`:
+    stop signals that arrived before this was called (stn_align.service.commands catches them
+    from the start); the handlers here go in before anything slow happens."""
+    servers: list[AlignmentServer] = []
+    pending = list(early_signals)
+    for signum in pending:
+        log.info("signal", extra={"signal": signal.Signals(signum).name, "early": True})
+
+    def on_signal(signum, frame) -> None:
+        log.info("signal", extra={"signal": signal.Signals(signum).name})
+        if servers:
+            servers[0].begin_drain()
+        else:
+            pending.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server, port = create_server(config.address, config, load=False)
+    except BindError as exc:
+        log.error("start-up failed", extra={"error": str(exc)})
+        return 1
+    servers.append(server)
+    try:
+        metrics_port = server.start_metrics()
+    except BindError as exc:
+        log.error("start-up failed", extra={"error": str(exc)})
+        server.grpc.stop(0)
+        return 1
     log.info(
         "listening",
         extra={"port": port, "metrics_port": metrics_port, "tls": bool(config.tls_cert)},
     )
-
-    def on_signal(signum, frame) -> None:
-        log.info("signal", extra={"signal": signal.Signals(signum).name})
-        threading.Thread(target=server.drain, name="drain", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    if pending:
+        server.begin_drain()
     try:
         server.load()
     except Exception:

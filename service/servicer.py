@@ -4,28 +4,32 @@
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
 
 from stn_align.service import imageio
-from stn_align.service.batching import QueueFull, Stopped
-from stn_align.service.pipeline import (
+from stn_align.service.align_types import (
     AlignOptions,
     AlignResult,
     BadOptions,
     Cancelled,
-    Pipeline,
+    OutputTooLarge,
     UnknownModel,
 )
+from stn_align.service.batching import QueueFull, Stopped
+from stn_align.service.limits import STOPPED, Draining, Overloaded, TooLarge, refuse
+from stn_align.service.pipeline import Pipeline
 from stn_align.service.proto import alignment_pb2 as pb
 from stn_align.service.proto import alignment_pb2_grpc as pb_grpc
+from stn_align.service.streaming import AlignStreamCall
 
 log = logging.getLogger("stn.service")
+
+RESPONSE_ROOM = 64 * 1024  # of max_message_mb, kept for the response's fields besides the image
 
 ENCODINGS = {pb.ENCODING_UNSPECIFIED: "png", pb.ENCODING_PNG: "png", pb.ENCODING_JPEG: "jpeg",
              pb.ENCODING_RAW: "raw", pb.ENCODING_NONE: "none"}  # fmt: skip
@@ -43,13 +47,24 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, UnknownModel):
         return grpc.StatusCode.NOT_FOUND, str(exc.args[0] if exc.args else exc)
-    if isinstance(exc, QueueFull):
+    if isinstance(exc, QueueFull | Overloaded | TooLarge | OutputTooLarge):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Cancelled):
         return grpc.StatusCode.CANCELLED, str(exc)
+    if isinstance(exc, Draining):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
     if isinstance(exc, Stopped):
         return grpc.StatusCode.UNAVAILABLE, "the server is shutting down"
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def retry_after_for(exc: BaseException, config) -> int | None:
+    """The retry-after-ms hint for overload that passes; None when a retry cannot help."""
+    if isinstance(exc, Overloaded):
+        return exc.retry_after_ms
+    if isinstance(exc, QueueFull):
+        return config.retry_after_ms
+    return None
 
 
 def options_from(request: pb.AlignRequest) -> AlignOptions:
@@ -78,6 +93,17 @@ def options_from(request: pb.AlignRequest) -> AlignOptions:
         border=BORDERS[out.border_mode],
         fill=fill,
     )
+
+
+def image_cost(header: imageio.Header, options: AlignOptions) -> int:
+    """About the most image memory a call holds: decoding, then the warped output and its
+    encoding (RAW: also the message's own copy). The default output size is taken as the input's
+    (rotations keep the area; page sizes from corners are rarely larger)."""
+    if options.encoding == "none":
+        return header.decode_bytes
+    h, w = options.out_hw or (header.height, header.width)
+    copies = 3 if options.encoding == "raw" else 2
+    return header.decode_bytes + h * w * header.channels * copies
 
 
 def _set_angle_and_corners(message, angle, corners) -> None:
@@ -137,7 +163,8 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
 
 class AlignmentServicer(pb_grpc.AlignmentServicer):
     def __init__(self, server) -> None:
-        self.server = server  # stn_align.service.server.AlignmentServer: pipeline, config, metrics
+        # stn_align.service.server.AlignmentServer: pipeline, config, metrics, budget, drain state
+        self.server = server
         self._pool = ThreadPoolExecutor(server.config.workers, thread_name_prefix="stream-item")
 
     def close(self) -> None:
@@ -149,89 +176,63 @@ class AlignmentServicer(pb_grpc.AlignmentServicer):
             raise Stopped("models are still loading")
         return pipeline
 
+    def _alive(self, context) -> Callable[[], bool]:
+        """The call goes on while its caller is there and the drain's grace has not run out."""
+        stopping = self.server.drain_state.stopping
+        return lambda: context.is_active() and not stopping.is_set()
+
     def _align(self, request: pb.AlignRequest, rid: str, alive) -> pb.AlignResponse:
         pipeline = self._pipeline()
+        config = pipeline.config
         options = options_from(request)
-        max_pixels = pipeline.config.max_pixels
+        options.max_output_bytes = max(0, config.max_message_bytes - RESPONSE_ROOM)
         kind = request.WhichOneof("image")
         if kind == "encoded":
-            result = pipeline.align_bytes(request.encoded, options, alive)
+            header = imageio.probe(request.encoded, config.max_pixels)
         elif kind == "raw":
             r = request.raw
-            image = imageio.from_raw(r.height, r.width, r.channels, r.dtype, r.data, max_pixels)
-            result = pipeline.align(image, options, alive)
-            pipeline.encode(result, options)
+            header = imageio.raw_header(r.height, r.width, r.channels, r.dtype)
         else:
             raise imageio.ImageError("the request has no image (set encoded or raw)")
-        return response_from(rid, result, options)
+        if options.out_hw:  # over max_pixels is a bad request, whatever the memory budget
+            imageio.check_pixels(*options.out_hw, config.max_pixels, "requested output")
+        cost = image_cost(header, options)
+        with self.server.budget.hold(cost, "the image", alive, self.server.drain_state):
+            if kind == "encoded":
+                result = pipeline.align_bytes(request.encoded, options, alive)
+            else:
+                r = request.raw
+                image = imageio.from_raw(
+                    r.height, r.width, r.channels, r.dtype, r.data, config.max_pixels
+                )
+                result = pipeline.align(image, options, alive)
+                pipeline.encode(result, options)
+            return response_from(rid, result, options)
 
     def Align(self, request, context):
         rid = request.id or uuid.uuid4().hex[:16]
         try:
-            return self._align(request, rid, context.is_active)
+            return self._align(request, rid, self._alive(context))
         except Exception as exc:
-            code, message = self._status(exc, context, rid)
-            context.abort(code, message)
+            code, message, retry_after_ms = self._status(exc, context, rid)
+            refuse(context, code, message, retry_after_ms)
 
-    def _status(self, exc: BaseException, context, rid: str) -> tuple[grpc.StatusCode, str]:
+    def _status(
+        self, exc: BaseException, context, rid: str
+    ) -> tuple[grpc.StatusCode, str, int | None]:
         code, message = status_for(exc)
-        remaining = context.time_remaining()
-        if code == grpc.StatusCode.CANCELLED and remaining is not None and remaining <= 0:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
+        if code == grpc.StatusCode.CANCELLED:
+            remaining = context.time_remaining()
+            if self.server.drain_state.stopping.is_set() and context.is_active():
+                code, message = grpc.StatusCode.UNAVAILABLE, STOPPED
+            elif remaining is not None and remaining <= 0:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
         if code == grpc.StatusCode.INTERNAL:
             log.exception("align failed", extra={"request_id": rid})
-        return code, message
+        return code, message, retry_after_for(exc, self.server.config)
 
     def AlignStream(self, request_iterator, context):
-        results: queue.Queue = queue.Queue()
-        slots = threading.Semaphore(self.server.config.stream_concurrency)
-        done = object()
-        metrics = self.server.metrics
-
-        def work(request: pb.AlignRequest, index: int) -> None:
-            rid = request.id or f"item-{index}"
-            try:
-                response = pb.AlignStreamResponse(
-                    id=rid, result=self._align(request, rid, context.is_active)
-                )
-                metrics.items.labels("OK").inc()
-            except Exception as exc:
-                code, message = self._status(exc, context, rid)
-                metrics.items.labels(code.name).inc()
-                error = pb.ItemError(code=code.value[0], code_name=code.name, message=message)
-                response = pb.AlignStreamResponse(id=rid, error=error)
-            finally:
-                slots.release()
-            results.put(response)
-
-        def read() -> None:
-            count = 0
-            try:
-                for request in request_iterator:
-                    while not slots.acquire(timeout=0.5):
-                        if not context.is_active():
-                            return
-                    self._pool.submit(work, request, count)
-                    count += 1
-            except Exception:  # the client went away mid-stream; nothing more to read
-                pass
-            finally:
-                results.put((done, count))
-
-        threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        expected, sent = None, 0
-        while expected is None or sent < expected:
-            try:
-                item = results.get(timeout=0.5)
-            except queue.Empty:
-                if not context.is_active():
-                    return
-                continue
-            if isinstance(item, tuple) and item[0] is done:
-                expected = item[1]
-                continue
-            sent += 1
-            yield item
+        yield from AlignStreamCall(self, request_iterator, context).responses()
 
     def ListModels(self, request, context):
         try:

@@ -185,14 +185,16 @@ class AlignResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., rectified: _Optional[_Union[Image, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ...) -> None: ...
 
 class ItemError(_message.Message):
-    __slots__ = ("code", "code_name", "message")
+    __slots__ = ("code", "code_name", "message", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
     CODE_NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     code: int
     code_name: str
     message: str
-    def __init__(self, code: _Optional[int] = ..., code_name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    retry_after_ms: int
+    def __init__(self, code: _Optional[int] = ..., code_name: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class AlignStreamResponse(_message.Message):
     __slots__ = ("id", "result", "error")

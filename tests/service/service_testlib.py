@@ -10,6 +10,7 @@ which answer belongs to which image in a batch:
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -103,3 +104,40 @@ class SlowSession:
 
     def __getattr__(self, name):
         return getattr(self.session, name)
+
+
+class GatedSession:
+    """Wraps an onnxruntime session so each localiser run waits for `gate` (at most `timeout` s),
+    holding its calls in flight until a test lets them go; counts the images that arrived."""
+
+    def __init__(self, session, timeout: float = 10.0):
+        self.session, self.timeout = session, timeout
+        self.gate = threading.Event()
+        self.arrived = 0
+        self._lock = threading.Lock()
+
+    def run(self, outputs, feeds):
+        with self._lock:
+            self.arrived += len(feeds["image"])
+        self.gate.wait(self.timeout)
+        return self.session.run(outputs, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def gate(handle, model: str = "doc-rotation", timeout: float = 10.0) -> GatedSession:
+    """Put a GatedSession in front of a served model."""
+    m = handle.pipeline.models[model]
+    m.session = GatedSession(m.session, timeout)
+    return m.session
+
+
+def wait_until(condition, timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; returns whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())

@@ -78,3 +78,47 @@ def test_encode(encoding):
     assert back.shape == RGB.shape
     if encoding == "png":
         np.testing.assert_array_equal(back, RGB)  # RGB order survives OpenCV's BGR
+
+
+def _tiff_uint32(values: np.ndarray) -> bytes:
+    """A baseline TIFF of unsigned 32-bit grey samples (SampleFormat 1), written by hand: Pillow
+    itself writes 32-bit samples as signed."""
+    import struct
+
+    h, w = values.shape
+    pixels = values.astype("<u4").tobytes()
+    tags = [(256, 4, w), (257, 4, h), (258, 3, 32), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+            (277, 3, 1), (278, 4, h), (279, 4, len(pixels)), (339, 3, 1)]  # fmt: skip
+    ifd_size = 2 + 12 * len(tags) + 4
+    offset = 8 + ifd_size
+    entries = b"".join(
+        struct.pack("<HHI", tag, kind, 1)
+        + (struct.pack("<I", offset if tag == 273 else value) if kind == 4 else
+           struct.pack("<HH", value, 0))
+        for tag, kind, value in tags
+    )  # fmt: skip
+    return (
+        b"II*\0"
+        + struct.pack("<I", 8)
+        + struct.pack("<H", len(tags))
+        + entries
+        + b"\0" * 4
+        + pixels
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "white"),
+    [
+        (lambda v: _save(Image.fromarray(v.astype(np.int32), mode="I"), "TIFF"), 2**31 - 1),
+        (lambda v: _tiff_uint32(v.astype(np.uint32)), 2**32 - 1),
+        (lambda v: _save(Image.fromarray(v.astype(np.uint16)), "TIFF"), 65535),
+    ],
+    ids=["int32", "uint32", "uint16"],
+)
+def test_wide_integer_grey_is_scaled_not_wrapped(data, white):
+    """Issue 19, item 10: 32-bit samples over 65,535 used to wrap (white came out 224)."""
+    values = np.array([[0, white // 4, white // 2, white]], dtype=np.float64).round()
+    out = decode(data(values), 10**6)
+    assert out.shape == (1, 4, 1)
+    np.testing.assert_allclose(out[0, :, 0], [0, 64, 127, 255], atol=1)

@@ -1,0 +1,84 @@
+"""What the pipeline takes and gives: options, results and the errors a caller can act on. Kept
+apart from stn_align.service.pipeline (which re-exports them) so the servicer and the limits can
+use them without the pipeline's weight."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ECHO_LIMIT = 80  # characters of a caller's text (a model name) quoted back in a message
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class BadOptions(ValueError):
+    pass
+
+
+class Cancelled(RuntimeError):
+    pass
+
+
+class OutputTooLarge(RuntimeError):
+    """The response would not fit in one message (setting max_message_mb); found before the warp
+    for RAW output, after encoding for PNG and JPEG (their size depends on the content)."""
+
+
+def quoted(text: str, limit: int = ECHO_LIMIT) -> str:
+    """A caller's text for an error message: repr'd, and cut short when long, so an absurd name
+    cannot make the message itself too large to send."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+@dataclass
+class AlignOptions:
+    models: Sequence[str] | None = None  # None or empty: the default model (chain)
+    out_hw: tuple[int, int] | None = None  # None: the family's default size
+    encoding: str = "png"  # png, jpeg, raw, none (only used when encoding is asked for)
+    jpeg_quality: int = 95
+    interpolation: str = "linear"
+    border: str = "constant"
+    fill: float = 255.0
+    # The most bytes the encoded output may take (the server's message limit less room for the
+    # rest of the response); None: no limit (in-process callers).
+    max_output_bytes: int | None = None
+
+
+@dataclass
+class StageResult:
+    model: str
+    family: str
+    theta: np.ndarray
+    matrix: np.ndarray  # this stage's output pixels -> its input pixels
+    out_hw: tuple[int, int]
+    angle: float | None = None
+    corners: np.ndarray | None = None  # in this stage's input pixels
+
+
+@dataclass
+class AlignResult:
+    model: str
+    stages: list[StageResult]
+    matrix: np.ndarray
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    angle: float | None = None
+    corners: np.ndarray | None = None
+    rectified: np.ndarray | None = None
+    encoded: bytes | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.stages[-1].family
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.stages[-1].theta
