@@ -1,6 +1,6 @@
 """Soak test: mixed traffic at a fixed rate against a server in a child process (not run in CI).
 
-    .venv/bin/python bench/soak.py --model-dir exported --minutes 15 --rate 6 [--out runs/soak.md]
+    .venv/bin/python -m bench.soak --model-dir exported --minutes 15 --rate 6 [--out runs/soak.md]
 
 The server is `python -m stn_align.service.commands serve` on a free loopback port (its log goes
 to --server-log). Calls start on a fixed schedule (open loop: a slow call does not slow the
@@ -23,7 +23,6 @@ the second half of the run. "Levels off" means RSS grew less than 5% over the se
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import platform
@@ -39,11 +38,17 @@ import cv2
 import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.service_bench import cpu_name, encode, free_port, pages  # noqa: E402
-from stn_align.service.client import AlignClient, make_request  # noqa: E402
+from bench.common import (
+    ROOT,
+    argument_parser,
+    cpu_name,
+    free_port,
+    read_rgb,
+    striped_page,
+    to_megapixel,
+)
+from bench.service_bench import encode
+from stn_align.service.client import AlignClient, make_request
 
 WEIGHTS = {"page": 40, "raw": 8, "large": 4, "stream": 12, "bad": 10, "cancel": 8,
            "deadline": 8, "chain": 10}  # fmt: skip
@@ -119,18 +124,10 @@ def start_server(args, port: int) -> subprocess.Popen:
 
 def soak_pages(count: int = 4) -> list[np.ndarray]:
     """A few upright pages from ../shared/data/pages (the training pages, not the test set),
-    each about one megapixel, RGB; service_bench's synthetic page when they are absent."""
+    each about one megapixel, RGB; a synthetic striped page when they are absent."""
     directory = ROOT.parent / "shared" / "data" / "pages"
     files = sorted(p for p in directory.glob("*") if p.suffix in (".png", ".jpg"))[::60][:count]
-    out = []
-    for f in files:
-        bgr = cv2.imread(str(f))
-        if bgr is None:
-            continue
-        scale = (1_000_000 / (bgr.shape[0] * bgr.shape[1])) ** 0.5
-        small = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        out.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
-    return out or pages(0)
+    return [to_megapixel(read_rgb(f)) for f in files] or [striped_page()]
 
 
 def payloads() -> dict[str, list]:
@@ -305,8 +302,8 @@ def render(args, log: Log, rss: dict[int, float], exit_status: int | None) -> st
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__file__, __doc__)
     parser.add_argument("--model-dir", default="exported")
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=6.0, help="calls started per second")
@@ -317,7 +314,7 @@ def main() -> int:
     )
     parser.add_argument("--server-log", default=str(ROOT / "runs" / "soak-server.log"))
     parser.add_argument("--out", default="", help="also write the markdown report here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     Path(args.server_log).parent.mkdir(parents=True, exist_ok=True)
     return run(args)
 
