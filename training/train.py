@@ -92,9 +92,13 @@ def compute_loss(model, batch: dict, cfg: TrainConfig, device) -> tuple[torch.Te
     x = batch["image"].to(device, non_blocking=True)
     if cfg.mode == "supervised":
         # Through forward() so that DistributedDataParallel sees the call and syncs gradients.
-        _, theta = model(x)
+        out = model(x, warp=False)
+        raw = getattr(model, "module", model)
+        if len(out) > 2:  # a localiser with a confidence has its own loss (e.g. doc-photo)
+            return raw.localiser.loss(out[1], out[2], batch)
+        theta = out[1]
         target = batch["params"].to(device)
-        family, size = getattr(model, "module", model).family, cfg.model.input_size
+        family, size = raw.family, cfg.model.input_size
         if cfg.model.family == "projective":
             loss = corner_loss(theta, target)
             points = point_loss(family, theta.detach(), target, size)
@@ -187,7 +191,7 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
     step = 0
     if cfg.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -275,7 +279,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location=device, weights_only=True)
     if "model_config" not in state:
         raise ValueError(f"{path} is not an stn checkpoint (no model_config inside)")
     model = build_model(model_config_from_dict(state["model_config"]))
