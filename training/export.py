@@ -205,8 +205,14 @@ def verify_localiser(
     """Compare ONNX Runtime with PyTorch at batch 1 and 5; return the max abs difference."""
     session, rng, worst = _session(path), np.random.default_rng(0), 0.0
     names = list(wrapper.outputs)
+    # A localiser whose answer on pure noise is chaotic (doc-photo's corner patches amplify
+    # float rounding there) draws its own test images: see PhotoCascade.parity_images.
+    draw = getattr(wrapper.stn.localiser, "parity_images", None)
     for batch in (1, 5):
-        image = rng.integers(0, 256, size=(batch, size, size, channels)).astype(dtype)
+        if draw is not None:
+            image = draw(rng, batch, size, channels).astype(dtype)
+        else:
+            image = rng.integers(0, 256, size=(batch, size, size, channels)).astype(dtype)
         with torch.no_grad():
             out = wrapper(torch.from_numpy(image))
         wants = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]

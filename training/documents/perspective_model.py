@@ -136,7 +136,11 @@ class PhotoCascade(nn.Module):
         points = self.map_points(theta, local.expand(n, -1, -1, -1).reshape(n, -1, 2))
         grid = points.reshape(n, 4 * PATCH, PATCH, 2)
         grey = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        inside = (grid[..., 0].abs() < 1).float() * (grid[..., 1].abs() < 1).float()
+        # The share of each sample's pixel inside the photo, a ramp one pixel wide at the frame's
+        # edge rather than a step: a point on the edge itself must not flip between runtimes.
+        half_size = x.shape[-1] / 2.0
+        share = ((1.0 - grid.abs()) * half_size + 0.5).clamp(0.0, 1.0)
+        inside = share[..., 0] * share[..., 1]
         both = torch.cat([grey, inside[:, None]], dim=1)  # (N, 2, 4P, P)
         return both.reshape(n, 2, 4, PATCH, PATCH).transpose(1, 2).reshape(n * 4, 2, PATCH, PATCH)
 
@@ -150,6 +154,27 @@ class PhotoCascade(nn.Module):
     def compose(self, theta: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
         """Corners (N, 4, 2) given in the page's frame under `theta` -> theta of those corners."""
         return (self.map_points(theta, corners) - self.corners).reshape(-1, 8)
+
+    @staticmethod
+    def parity_images(rng, batch: int, size: int, channels: int):
+        """(batch, size, size, channels) uint8 test photos for export's parity check: a light
+        quad with dark lines on a noisy darker background, smoothed. On pure noise the corner
+        patches amplify float rounding (1e-5 in stage two became 1e-2 at the end), so ONNX
+        Runtime and PyTorch would differ by more than any tolerance that means something."""
+        import cv2
+        import numpy as np
+
+        images = []
+        for _ in range(batch):
+            image = rng.normal(rng.uniform(30, 120), 10, (size, size)).astype(np.float32)
+            quad = np.array([[0.2, 0.15], [0.8, 0.2], [0.85, 0.85], [0.15, 0.8]]) * size
+            quad += rng.uniform(-0.08, 0.08, (4, 2)) * size
+            cv2.fillConvexPoly(image, quad.astype(np.int32), float(rng.uniform(170, 240)))
+            for y in np.linspace(0.3, 0.7, 8) * size:
+                cv2.line(image, (int(0.35 * size), int(y)), (int(0.65 * size), int(y)), 40.0, 2)
+            image = cv2.GaussianBlur(image, (0, 0), 1.0)
+            images.append(np.repeat(image[:, :, None], channels, axis=2))
+        return np.clip(np.stack(images), 0, 255).astype(np.uint8)
 
     def loss(self, theta, logit, batch: dict) -> tuple[torch.Tensor, dict]:
         """The training loss of the last forward (train.py asks the localiser for it): the corner

@@ -65,14 +65,19 @@ def page_images(folder: Path, split: str) -> list[tuple[str, np.ndarray]]:
     return [(name, load_rgb(folder / name)) for name, _ in read_truth(folder)]
 
 
-def phone_samples(folder: Path, count: int, seed: int, split: str = "val", blank: int = 0):
+def phone_samples(
+    folder: Path, count: int, seed: int, split: str = "val", blank: int = 0, only=None
+):
     """Yield evaluate.Sample objects: `count` photos of each page, then `blank` photos with none
-    (truth_corners None). Conditions ride along in Sample.conditions."""
+    (truth_corners None). Conditions ride along in Sample.conditions. `only` (a set of file
+    names) limits the pages; the seeds stay those of the full list."""
     from stn_align.training.documents.evaluate import Sample, shrink
 
     pages = page_images(folder, split)
     sheets = [shrink(image, 640) for _, image in pages[:: max(1, len(pages) // 8)]]
     for index, (name, page) in enumerate(pages):
+        if only is not None and name not in only:
+            continue
         rng = np.random.default_rng([seed, index, 3])
         for k in range(max(1, count)):
             long_side = rng.uniform(*LONG_SIDES)
