@@ -32,6 +32,8 @@ from stn_align.training.config import TrainConfig, validate
 from stn_align.training.data import build_dataset
 from stn_align.training.families import axis_grid
 
+CONFIDENCE_FIT_ITEMS = 4000  # training items a localiser's confidence refit reads
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -259,6 +261,13 @@ def train(cfg: TrainConfig) -> dict:
             )
     bar.close()
     log.close()
+    # A localiser may finish its own fit once the loop is done (doc-photo refits its confidence
+    # layer on the final corners, perspective_model.PhotoCascade.fit_confidence).
+    localiser = getattr(raw_model, "localiser", None)  # classifiers have none
+    finish = getattr(localiser, "fit_confidence", None) if rank == 0 else None
+    if finish is not None:
+        metrics.update(finish(raw_model, train_set, CONFIDENCE_FIT_ITEMS))
+        save_checkpoint(ckpt_path, raw_model, optimizer, cfg, step, metrics)
     if distributed:
         torch.distributed.destroy_process_group()
     return metrics
