@@ -25,6 +25,8 @@ graph gives its sigmoid.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -208,7 +210,7 @@ class PhotoCascade(nn.Module):
         return loss, stats
 
     @torch.no_grad()
-    def fit_confidence(self, stn: nn.Module, dataset, count: int, batch: int = 32) -> dict:
+    def fit_confidence(self, stn: Any, dataset, count: int, batch: int = 32) -> dict:
         """Refit the confidence layer, the rest frozen, on `count` training items: logistic
         regression of whether a page's corners are within CONFIDENT_PCT (0 with no page) on the
         three stages' hidden features. During training the layer chases a moving target (the

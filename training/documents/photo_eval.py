@@ -18,14 +18,51 @@ nearly to the right in the photo's normalised frame). `condition_table` prints b
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stn_align.core import geometry
 from stn_align.training.documents import metrics, photos, textures
+from stn_align.training.documents.real_pages import load_pages, split_pages
 
 LONG_SIDES = (1000, 1600)
+
+
+@dataclass
+class Photo:
+    """One evaluation photo (the fields evaluate.Sample has for perspective mode)."""
+
+    name: str  # e.g. "page.png@3" for the page's 3rd photo, "blank@2" for a photo with no page
+    source: str
+    image: np.ndarray  # RGB uint8
+    truth_corners: np.ndarray | None  # 4x2 pixels, the page's own TL, TR, BR, BL; None: no page
+    conditions: dict
+
+
+def _rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _shrink(image: np.ndarray, longest: int) -> np.ndarray:
+    scale = longest / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _truth_names(folder: Path) -> list[str]:
+    path = folder / "truth.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: DIR must hold truth.csv or pages.csv")
+    with path.open(newline="") as f:
+        return [row["file"] for row in csv.DictReader(f)]
 
 
 def photo_order(corners: np.ndarray, hw) -> np.ndarray:
@@ -56,48 +93,39 @@ def labelled_error(predicted, truth, hw) -> float:
 
 def page_images(folder: Path, split: str) -> list[tuple[str, np.ndarray]]:
     """(name, RGB page) for every page to photograph: a split of the real bank, or truth.csv's."""
-    from stn_align.training.documents.evaluate import load_rgb, read_truth
-    from stn_align.training.documents.real_pages import load_pages, split_pages
-
     if (folder / "pages.csv").is_file():
         records = split_pages(load_pages(folder), split)
-        return [(r.path.name, load_rgb(r.path)) for r in records]
-    return [(name, load_rgb(folder / name)) for name, _ in read_truth(folder)]
+        return [(r.path.name, _rgb(r.path)) for r in records]
+    return [(name, _rgb(folder / name)) for name in _truth_names(folder)]
 
 
 def phone_samples(
     folder: Path, count: int, seed: int, split: str = "val", blank: int = 0, only=None
 ):
-    """Yield evaluate.Sample objects: `count` photos of each page, then `blank` photos with none
-    (truth_corners None). Conditions ride along in Sample.conditions. `only` (a set of file
-    names) limits the pages; the seeds stay those of the full list."""
-    from stn_align.training.documents.evaluate import Sample, shrink
-
+    """Yield Photos: `count` of each page, then `blank` with no page (truth_corners None).
+    `only` (a set of file names) limits the pages; the seeds stay those of the full list."""
     pages = page_images(folder, split)
-    sheets = [shrink(image, 640) for _, image in pages[:: max(1, len(pages) // 8)]]
+    sheets = [_shrink(image, 640) for _, image in pages[:: max(1, len(pages) // 8)]]
     for index, (name, page) in enumerate(pages):
         if only is not None and name not in only:
             continue
         rng = np.random.default_rng([seed, index, 3])
         for k in range(max(1, count)):
             long_side = rng.uniform(*LONG_SIDES)
-            shown = shrink(page, int(long_side * 1.3))
+            shown = _shrink(page, int(long_side * 1.3))
             photo, quad, conditions = photos.phone_photo(shown, rng, long_side, "eval", sheets)
-            yield Sample(f"{name}@{k}", name, photo, truth_corners=quad, conditions=conditions)
+            yield Photo(f"{name}@{k}", name, photo, quad, conditions)
     for k in range(blank):
         rng = np.random.default_rng([seed, 10**6 + k, 3])
         photo, conditions = photos.blank_photo(rng, rng.uniform(*LONG_SIDES), "eval")
-        yield Sample(f"blank@{k}", "blank", photo, conditions=conditions)
+        yield Photo(f"blank@{k}", "blank", photo, None, conditions)
 
 
 def sample_count(folder: Path, count: int, split: str, blank: int) -> int:
-    from stn_align.training.documents.evaluate import read_truth
-    from stn_align.training.documents.real_pages import load_pages, split_pages
-
     if (folder / "pages.csv").is_file():
         pages = len(split_pages(load_pages(folder), split))
     else:
-        pages = len(read_truth(folder))
+        pages = len(_truth_names(folder))
     return pages * max(1, count) + blank
 
 
