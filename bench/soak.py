@@ -282,7 +282,7 @@ def render(args, log: Log, rss: dict[int, float], exit_status: int | None) -> st
     lines = [
         "## Soak",
         "",
-        f"Command: `.venv/bin/python bench/soak.py --model-dir {args.model_dir} "
+        f"Command: `.venv/bin/python -m bench.soak --model-dir {args.model_dir} "
         f"--minutes {args.minutes:g} --rate {args.rate:g} --seed {args.seed}`  ",
         f"Machine: {os.cpu_count()} CPU cores ({cpu_name()}); Python {platform.python_version()}; "
         f"load average {os.getloadavg()[0]:.1f} at the end. Mix (weights): "

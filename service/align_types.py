@@ -60,6 +60,7 @@ class StageResult:
     out_hw: tuple[int, int]
     angle: float | None = None
     corners: np.ndarray | None = None  # in this stage's input pixels
+    corner_confidence: float | None = None  # how sure a projective model is of its corners
 
 
 @dataclass
@@ -71,6 +72,7 @@ class AlignResult:
     out_hw: tuple[int, int]
     angle: float | None = None
     corners: np.ndarray | None = None
+    corner_confidence: float | None = None  # the projective stage's, when its model gives one
     rectified: np.ndarray | None = None
     encoded: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)

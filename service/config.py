@@ -113,6 +113,12 @@ class ServiceConfig:
         "projective models whose corners are snapped to the page's edges in a grey copy of the "
         "photo: auto (those whose model contract asks for it), none, or comma-separated names",
     )
+    min_corner_confidence: float = setting(
+        0.1,
+        "a projective model's corner confidence below which its stage is the identity (no page "
+        "found, no warp); 0 keeps every answer",
+        minimum=0,
+    )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
     max_queue_size: int = setting(
@@ -252,6 +258,11 @@ def validate(config: ServiceConfig) -> ServiceConfig:
     if not sep or not host or not port.isdigit():
         raise ConfigError(
             f"{_describe(_BY_NAME['address'])}: expected host:port, got {config.address!r}"
+        )
+    if config.min_corner_confidence > 1:
+        raise ConfigError(
+            f"{_describe(_BY_NAME['min_corner_confidence'])}: "
+            f"{config.min_corner_confidence} is above 1 (confidences run from 0 to 1)"
         )
     if config.require_gpu and config.device == "cpu":
         raise ConfigError("settings require_gpu and device=cpu contradict each other")

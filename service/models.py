@@ -59,9 +59,18 @@ class Model:
         return self.contract.input_channels
 
     def localise(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 [N, S, S, C] -> float32 [N, P] theta."""
-        (theta,) = self.session.run(["theta"], {"image": batch})
-        return np.asarray(theta, dtype=np.float32)
+        """uint8 [N, S, S, C] -> float32 [N, P] theta, followed by one column per further output
+        the contract declares (e.g. "confidence"), so one row per image carries them all."""
+        outputs = self.session.run(list(self.contract.outputs), {"image": batch})
+        rows = [np.asarray(o, dtype=np.float32).reshape(len(batch), -1) for o in outputs]
+        return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
+
+    def split(self, row: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """One row of `localise` -> (theta, the confidence or None)."""
+        count = self.contract.param_count
+        if "confidence" not in self.contract.outputs:
+            return row[:count], None
+        return row[:count], float(row[count + self.contract.outputs.index("confidence") - 1])
 
     def warmup(self, runs: int, batch_size: int = 1) -> None:
         c = self.contract
@@ -154,9 +163,10 @@ def load_model(path: Path, device: str = "auto", threads: int = 0) -> Model:
     name = path.name[: -len(".onnx")]
     inputs = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
-    if "image" not in inputs or "theta" not in outputs:
+    if "image" not in inputs or not set(contract.outputs) <= outputs:
         raise ModelError(
-            f"{path}: expected input 'image' and output 'theta', got {inputs} -> {outputs}"
+            f"{path}: expected input 'image' and outputs {list(contract.outputs)} (its "
+            f"contract), got {inputs} -> {outputs}"
         )
     warp_path = path.with_name(name + ".warp.onnx")
     warper = _session(warp_path, providers, threads) if warp_path.exists() else None

@@ -10,6 +10,8 @@
     result.matrix        # 3x3 final-output pixel -> input pixel (cv2 WARP_INVERSE_MAP)
     result.angle         # content angle (ccw degrees) from the rotation stage, or None
     result.corners       # 4x2 page corners (TL, TR, BR, BL) in input pixels from a projective stage
+    result.corner_confidence  # 0-1 from a projective model that gives one; below the setting
+                              # min_corner_confidence its stage is the identity (no page found)
     result.stages        # per model: theta, matrix, angle, corners, out_hw
     result.rectified     # HxWxC uint8, None when encoding == "none"
     result.encoded       # PNG/JPEG/raw bytes when align_bytes or encode was asked for
@@ -249,18 +251,26 @@ class Pipeline:
         acc, cur_hw = None, in_hw
         stages: list[StageResult] = []
         angle, corners, tps_maps = None, None, None
+        result_confidence: float | None = None
         for i, model in enumerate(models):
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
             t = time.perf_counter()
             small = self._small_copy(model, image, acc, cur_hw, options)
             timings["resize_ms"] += _ms(t)
-            theta = self._localise(model, small, alive, timings)
+            theta, confidence = model.split(self._localise(model, small, alive, timings))
             if not np.isfinite(theta).all():
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
                 )
-            if model.name in self.page_edge_models:
+            unsure = (
+                confidence is not None
+                and model.spec.corners(theta, cur_hw) is not None
+                and confidence < self.config.min_corner_confidence
+            )
+            if unsure:  # no page found: the identity, no warp (setting min_corner_confidence)
+                theta = geometry.identity_params(model.family, model.contract.tps_grid)
+            elif model.name in self.page_edge_models:
                 t = time.perf_counter()
                 theta = page_edges.snap_params(
                     image, theta, acc, cur_hw, options.border, options.fill
@@ -276,8 +286,18 @@ class Pipeline:
             m = sampling.matrix
             if sampling.maps is not None:
                 tps_maps = sampling.maps
+            corner_confidence = confidence if stage_corners is not None else None
             stages.append(
-                StageResult(model.name, model.family, theta, m, out_hw, stage_angle, stage_corners)
+                StageResult(
+                    model.name,
+                    model.family,
+                    theta,
+                    m,
+                    out_hw,
+                    stage_angle,
+                    stage_corners,
+                    corner_confidence,
+                )  # fmt: skip
             )
             if stage_angle is not None:
                 angle = stage_angle
@@ -285,6 +305,7 @@ class Pipeline:
                 corners = (
                     stage_corners if acc is None else geometry.apply_matrix(acc, stage_corners)
                 )
+                result_confidence = corner_confidence
             if tps_maps is not None and acc is not None:
                 pts = np.stack(tps_maps, axis=-1).reshape(-1, 2)
                 mapped = geometry.apply_matrix(acc, pts).astype(np.float32).reshape(*out_hw, 2)
@@ -300,6 +321,7 @@ class Pipeline:
             out_hw=cur_hw,
             angle=angle,
             corners=corners,
+            corner_confidence=result_confidence,
             timings=timings,
         )
         if options.encoding != "none":

@@ -106,12 +106,15 @@ def image_cost(header: imageio.Header, options: AlignOptions) -> int:
     return header.decode_bytes + h * w * header.channels * copies
 
 
-def _set_angle_and_corners(message, angle, corners) -> None:
-    """Optional fields: left unset (not zero) when the model has no angle or no corners."""
+def _set_angle_and_corners(message, angle, corners, confidence=None) -> None:
+    """Optional fields: left unset (not zero) when the model has no angle, corners or
+    confidence."""
     if angle is not None:
         message.angle_degrees = angle
     if corners is not None:
         message.page_corners.extend(_points(corners))
+    if confidence is not None:
+        message.corner_confidence = confidence
 
 
 def _points(array) -> list[pb.Point]:
@@ -136,7 +139,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
         input_height=result.in_hw[0],
         input_width=result.in_hw[1],
     )
-    _set_angle_and_corners(response, result.angle, result.corners)
+    _set_angle_and_corners(response, result.angle, result.corners, result.corner_confidence)
     for s in result.stages:
         stage = response.stages.add(
             model=s.model,
@@ -146,7 +149,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
             out_height=s.out_hw[0],
             out_width=s.out_hw[1],
         )
-        _set_angle_and_corners(stage, s.angle, s.corners)
+        _set_angle_and_corners(stage, s.angle, s.corners, s.corner_confidence)
     if result.encoded is not None and result.rectified is not None:
         h, w, c = result.rectified.shape
         response.rectified.CopyFrom(

@@ -112,6 +112,9 @@ def run_evaluate(args) -> int:
             args.peer,
             args.contact,
             page_edges=not args.no_page_edges,
+            recipe=args.recipe,
+            split=args.split,
+            blank=args.blank,
         )
     except (FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -122,8 +125,19 @@ def run_evaluate(args) -> int:
     if report["missing_peers"]:
         print("peers not installed: " + ", ".join(report["missing_peers"]))
     keep = {
-        k: report[k]
-        for k in ("mode", "dir", "model", "rotations", "seed", "summary", "missing_peers")
+        k: report.get(k)
+        for k in (
+            "mode",
+            "dir",
+            "model",
+            "rotations",
+            "seed",
+            "summary",
+            "missing_peers",
+            "recipe",
+            "split",
+            "blank",
+        )  # fmt: skip
     }
     (out / "results.json").write_text(json.dumps(keep, indent=1) + "\n")
     figures.error_curves(report["errors"], out / "errors.png", mode)
@@ -202,13 +216,16 @@ def add_commands(subparsers) -> None:
         description=(
             "Score a document model on the pages in DIR (images + truth.csv with "
             "file,content_angle). Rotation mode turns each page by K seeded angles over the whole "
-            "circle; perspective mode lays each page on K seeded backgrounds under random "
-            "homographies; dewarp mode bends each upright page by K seeded book curls. Prints "
-            "a table and writes OUT/results.json, OUT/errors.png "
+            "circle; perspective mode photographs each page K times on desks (--recipe phone: "
+            "a table per condition, outline and labelled corners) or lays it on K backgrounds "
+            "under random homographies (--recipe flat); dewarp mode bends each upright page "
+            "by K seeded book curls. Prints a table and writes OUT/results.json, OUT/errors.png "
             "(sorted error curves) and OUT/contact.png."
         ),
     )
-    ev.add_argument("dir", help="folder with the images and truth.csv")
+    ev.add_argument(
+        "dir", help="folder with the images and truth.csv, or the real page bank (pages.csv)"
+    )
     ev.add_argument(
         "--model", help="model name in --model-dir (e.g. doc-rotation); omit to score peers only"
     )
@@ -260,6 +277,28 @@ def add_commands(subparsers) -> None:
         action="store_true",
         help="score the projective model's own corners, without the service's snapping to the "
         "page's edges (setting page_edges)",
+    )
+    ev.add_argument(
+        "--recipe",
+        choices=("phone", "flat"),
+        default="phone",
+        help="perspective mode: phone (default: pinhole-camera photos on desks with shadows, "
+        "glare, blur and JPEG, scored per condition, training/documents/photos.py) or flat (the "
+        "earlier photos: the page under a random homography on a drawn background)",
+    )
+    ev.add_argument(
+        "--split",
+        choices=("train", "val"),
+        default="val",
+        help="phone photos of the real page bank (DIR with pages.csv): which split's pages "
+        "(configs/pages-split.toml; default val)",
+    )
+    ev.add_argument(
+        "--blank",
+        type=int,
+        default=0,
+        metavar="N",
+        help="phone recipe: also N photos with no page, to score the corner confidence",
     )
     ev.set_defaults(run=run_evaluate)
 

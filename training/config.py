@@ -51,6 +51,9 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "shapes"  # a key of stn_align.training.data.DATASETS
     path: str = ""  # file or folder, for datasets read from disk
+    # documents, projective: "synthetic" (bank pages on drawn backgrounds) or "phone" (real pages
+    # photographed on desks, rendered once into data.path; see training/documents/photos.py)
+    recipe: str = "synthetic"
     train_size: int = 20000  # items per epoch for generated datasets
     val_size: int = 512
     # Distortions drawn for synthetic supervised data (per family, see stn_align.training.data).
@@ -84,6 +87,7 @@ class TrainConfig:
 
 
 MODES = ("supervised", "end_to_end")
+DATA_RECIPES = ("synthetic", "phone")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -114,6 +118,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             set(m.postprocess_steps) <= set(contract.POSTPROCESSES),
             "model.postprocess",
             f"must be a comma-separated list of {contract.POSTPROCESSES}",
+        ),
+        (
+            cfg.data.recipe in DATA_RECIPES,
+            "data.recipe",
+            f"must be one of {DATA_RECIPES}",
         ),
         (cfg.steps > 0, "steps", "must be positive"),
         (cfg.batch_size > 0, "batch_size", "must be positive"),

@@ -34,16 +34,31 @@ class SpatialTransformer(nn.Module):
         self.localiser = localiser
         self.family = family
 
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the localiser also gives a confidence logit (as doc-perspective's does)."""
+        return bool(getattr(self.localiser, "gives_confidence", False))
+
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pixels (N, C, S, S) -> (theta (N, P), the confidence logit (N, 1) or None)."""
+        out = self.localiser(self.normalise(x))
+        raw, logit = out if isinstance(out, tuple) else (out, None)
+        return self.family.params(raw), logit
+
     def predict_params(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels (N, C, S, S) -> the family's parameters theta (N, P)."""
-        return self.family.params(self.localiser(self.normalise(x)))
+        return self.predict(x)[0]
 
-    def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None):
-        """Pixels -> (normalised image warped by the predicted theta, theta)."""
-        theta = self.predict_params(x)
-        in_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        grid = self.family.grid(theta, in_hw, out_hw or in_hw)
-        return sample(self.normalise(x), grid), theta
+    def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None, warp: bool = True):
+        """Pixels -> (normalised image warped by the predicted theta, theta), with the confidence
+        logit third when the localiser gives one; warp=False leaves the image out (None)."""
+        theta, logit = self.predict(x)
+        warped = None
+        if warp:
+            in_hw = (int(x.shape[-2]), int(x.shape[-1]))
+            grid = self.family.grid(theta, in_hw, out_hw or in_hw)
+            warped = sample(self.normalise(x), grid)
+        return (warped, theta) if logit is None else (warped, theta, logit)
 
 
 class Classifier(nn.Module):

@@ -34,6 +34,7 @@ from stn_align.training.data import build_dataset
 from stn_align.training.families import axis_grid
 
 log = logging.getLogger(__name__)
+CONFIDENCE_FIT_ITEMS = 4000  # training items a localiser's confidence refit reads
 
 
 def pick_device(name: str) -> torch.device:
@@ -95,9 +96,13 @@ def compute_loss(model, batch: dict, cfg: TrainConfig, device) -> tuple[torch.Te
     x = batch["image"].to(device, non_blocking=True)
     if cfg.mode == "supervised":
         # Through forward() so that DistributedDataParallel sees the call and syncs gradients.
-        _, theta = model(x)
+        out = model(x, warp=False)
+        raw = getattr(model, "module", model)
+        if len(out) > 2:  # a localiser with a confidence has its own loss (e.g. doc-photo)
+            return raw.localiser.loss(out[1], out[2], batch)
+        theta = out[1]
         target = batch["params"].to(device)
-        family, size = getattr(model, "module", model).family, cfg.model.input_size
+        family, size = raw.family, cfg.model.input_size
         if cfg.model.family == "projective":
             loss = corner_loss(theta, target)
             points = point_loss(family, theta.detach(), target, size)
@@ -260,6 +265,13 @@ def train(cfg: TrainConfig) -> dict:
             )
     bar.close()
     metrics_file.close()
+    # A localiser may finish its own fit once the loop is done (doc-photo refits its confidence
+    # layer on the final corners, perspective_model.PhotoCascade.fit_confidence).
+    localiser = getattr(raw_model, "localiser", None)  # classifiers have none
+    finish = getattr(localiser, "fit_confidence", None) if rank == 0 else None
+    if finish is not None:
+        metrics.update(finish(raw_model, train_set, CONFIDENCE_FIT_ITEMS))
+        save_checkpoint(ckpt_path, raw_model, optimizer, cfg, step, metrics)
     if distributed:
         torch.distributed.destroy_process_group()
     return metrics

@@ -137,7 +137,7 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., resize_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., localise_ms: _Optional[float] = ..., warp_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class Stage(_message.Message):
-    __slots__ = ("model", "family", "theta", "matrix", "angle_degrees", "page_corners", "out_height", "out_width")
+    __slots__ = ("model", "family", "theta", "matrix", "angle_degrees", "page_corners", "out_height", "out_width", "corner_confidence")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     THETA_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +146,7 @@ class Stage(_message.Message):
     PAGE_CORNERS_FIELD_NUMBER: _ClassVar[int]
     OUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     OUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CORNER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     model: str
     family: str
     theta: _containers.RepeatedScalarFieldContainer[float]
@@ -154,10 +155,11 @@ class Stage(_message.Message):
     page_corners: _containers.RepeatedCompositeFieldContainer[Point]
     out_height: int
     out_width: int
-    def __init__(self, model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., out_height: _Optional[int] = ..., out_width: _Optional[int] = ...) -> None: ...
+    corner_confidence: float
+    def __init__(self, model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., out_height: _Optional[int] = ..., out_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ...) -> None: ...
 
 class AlignResponse(_message.Message):
-    __slots__ = ("id", "model", "family", "theta", "matrix", "angle_degrees", "page_corners", "rectified", "timings", "stages", "input_height", "input_width")
+    __slots__ = ("id", "model", "family", "theta", "matrix", "angle_degrees", "page_corners", "rectified", "timings", "stages", "input_height", "input_width", "corner_confidence")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +172,7 @@ class AlignResponse(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CORNER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     family: str
@@ -182,7 +185,8 @@ class AlignResponse(_message.Message):
     stages: _containers.RepeatedCompositeFieldContainer[Stage]
     input_height: int
     input_width: int
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., rectified: _Optional[_Union[Image, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ...) -> None: ...
+    corner_confidence: float
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., rectified: _Optional[_Union[Image, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("code", "code_name", "message", "retry_after_ms")

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = ROOT / "exported"
 SHIPPED = {"doc-rotation": "rotation", "doc-perspective": "projective", "doc-dewarp": "tps"}
 CARDINALS = ("cardinal-1.png", "cardinal-2.png", "cardinal-3.png", "cardinal-4.png")
+FLOOR_PCT = 4.0  # median outline error on 7 validation phone photos (the shipped file: 2.26)
 
 
 def metadata(path: Path) -> dict:
@@ -71,6 +72,37 @@ def test_perspective_corners_within_a_floor(pipeline, documents_dir):
     # alone scores 2-4.5% here, snapped 0.02-0.05%; a model that returns the whole photo scores
     # 29-90%, too far off for the snapping to rescue.
     assert float(np.median(errors)) < 1.0, errors
+
+
+def test_perspective_finds_pages_in_phone_photos_and_none_on_a_bare_desk(pipeline, shared_data):
+    # Phone photos of validation pages (photo_eval, the evaluation recipe) and photos with no page:
+    # the pages' outlines within a floor, and the bare desks and walls below the service's
+    # min_corner_confidence, which answers them with the identity.
+    from stn_align.service.pipeline import AlignOptions
+    from stn_align.training.documents import photo_eval
+
+    options = AlignOptions(models=["doc-perspective"], encoding="none")
+    threshold = pipeline.config.min_corner_confidence
+    errors, page_conf, blank_conf = [], [], []
+    names = [name for name, _ in photo_eval.page_images(shared_data / "pages", "val")][::9]
+    pages = photo_eval.phone_samples(shared_data / "pages", 1, 7, "val", blank=4, only=set(names))
+    for sample in pages:
+        result = pipeline.align(sample.image, options)
+        if sample.truth_corners is None:
+            blank_conf.append(result.corner_confidence)
+            h, w = sample.image.shape[:2]
+            whole = [[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]]
+            if result.corner_confidence < threshold:
+                np.testing.assert_allclose(result.corners, whole, atol=1e-6)
+        else:
+            page_conf.append(result.corner_confidence)
+            errors.append(photo_eval.outline_error(result.corners, sample.truth_corners))
+    assert len(errors) == 7 and len(blank_conf) == 4
+    assert float(np.median(errors)) < FLOOR_PCT, errors
+    assert float(np.median(page_conf)) > threshold > float(np.median(blank_conf)), (
+        page_conf,
+        blank_conf,
+    )
 
 
 def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):

@@ -32,7 +32,10 @@ def _const(name: str, value) -> onnx.NodeProto:
     )
 
 
-def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
+def build(
+    path: Path, family: str, size: int = 32, channels: int = 3, confidence: bool = False
+) -> Path:
+    """A test localiser; with `confidence` (projective) also a `confidence` output, mean / 255."""
     name = path.name[: -len(".onnx")]
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, channels])
     nodes = [
@@ -62,7 +65,14 @@ def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
     else:
         raise ValueError(family)
     theta = helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])
-    graph = helper.make_graph(nodes, name, [image], [theta])
+    outputs = [theta]
+    if confidence:
+        nodes += [
+            _const("c255", np.array(255.0, np.float32)),
+            helper.make_node("Div", ["m", "c255"], ["confidence"]),
+        ]
+        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["N", 1]))
+    graph = helper.make_graph(nodes, name, [image], outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     contract = ModelContract(
@@ -75,6 +85,7 @@ def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
         # as doc-perspective's: first in a chain, its corners snapped to the page's edges
         chain_role="first" if family == "projective" else "any",
         postprocess=("page_edges",) if family == "projective" else (),
+        outputs=("theta", "confidence") if confidence else ("theta",),
     )
     helper.set_model_props(model, contract.to_metadata())
     onnx.checker.check_model(model)

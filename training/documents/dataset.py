@@ -160,5 +160,61 @@ def _shrink(page: np.ndarray, longest: int) -> np.ndarray:
     return cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
+class PhotoDataset(Dataset):
+    """Phone photos of real pages (data.recipe = "phone"), rendered once into data.path
+    (photo_cache.py): data.train_size training photos, data.val_size validation photos (other
+    sources, the evaluation recipe). Training items also go through the eight quarter turns and
+    mirror images of each photo, with the corners moved to match (the corner order stays
+    clockwise), so one epoch is 8 x train_size items."""
+
+    def __init__(self, cfg, split: str):
+        from stn_align.training.documents.photo_cache import chunked_cache
+
+        if cfg.model.family != "projective":
+            raise ValueError("data.recipe phone makes page photos for the projective family")
+        count = cfg.data.train_size if split == "train" else cfg.data.val_size
+        root = cfg.data.path or "runs/photos"
+        self.caches = chunked_cache(root, "train" if split == "train" else "val", count,
+                                    cfg.seed, cfg.model.input_size)  # fmt: skip
+        self.count = count
+        self.variants = 8 if split == "train" else 1
+
+    def __len__(self) -> int:
+        return self.count * self.variants
+
+    def __getitem__(self, index: int) -> dict:
+        photo, variant = index % self.count, index // self.count
+        cache = self.caches[photo // len(self.caches[0])]
+        i = photo % len(self.caches[0])
+        image = cache.image(i)
+        corners = cache.params[i].reshape(4, 2) + geometry.CORNERS
+        h, w = (int(v) for v in cache.hw[i])
+        image, corners, (h, w) = turn(image, corners, (h, w), variant)
+        longer = max(h, w)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image[None])),
+            "params": torch.from_numpy((corners - geometry.CORNERS).reshape(-1).astype(np.float32)),
+            "scale": torch.tensor([w / longer, h / longer], dtype=torch.float32),
+            "hw": torch.tensor([h, w], dtype=torch.float32),
+            "has_page": torch.tensor(float(cache.has_page[i])),
+        }
+
+
+def turn(image: np.ndarray, corners: np.ndarray, hw, variant: int):
+    """One of the eight quarter turns and mirror images (variant 0-7) of a square localiser input,
+    its corners (axis frame, clockwise) and its photo's (h, w) moved to match."""
+    h, w = hw
+    if variant >= 4:  # mirror left-right; reversing the order keeps the corners clockwise
+        image = image[:, ::-1]
+        corners = corners[[1, 0, 3, 2]] * np.array([-1.0, 1.0])
+    for _ in range(variant % 4):  # a quarter turn counter-clockwise: (x, y) -> (y, -x)
+        image = np.rot90(image)
+        corners = np.stack([corners[:, 1], -corners[:, 0]], axis=1)
+        h, w = w, h
+    return image, corners, (h, w)
+
+
 def build_dataset(cfg, split: str) -> Dataset:
+    if cfg.data.recipe == "phone":
+        return PhotoDataset(cfg, split)
     return DocumentDataset(cfg, split)

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stn_align.core.geometry import identity_params, wrap_degrees
-from stn_align.training.documents import curl, metrics, peers, synth
+from stn_align.training.documents import curl, metrics, peers, photo_eval, synth
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Sample:
     truth_angle: float | None = None
     truth_corners: np.ndarray | None = None  # perspective mode, 4x2 pixels
     truth_params: np.ndarray | None = None  # dewarp mode, the curl's TPS displacements
+    conditions: dict | None = None  # phone photos: what photos.py drew (None: no page at all)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def model_method(pipeline, model: str, mode: str):
         result = pipeline.align(image, options)
         answers = {"rotation": result.angle, "perspective": result.corners}
         answer = answers[mode] if mode in answers else result.stages[-1].theta
-        return answer, result.rectified
+        return answer, result.rectified, result.corner_confidence
 
     return run
 
@@ -187,6 +188,9 @@ def evaluate(
     contact: int = 8,
     progress: bool = True,
     page_edges: bool = True,
+    recipe: str = "phone",
+    split: str = "val",
+    blank: int = 0,
 ) -> dict:
     """Score the model (and peers) on the generated samples. Returns summaries, the per-sample
     predictions and a few before/after pairs for the contact sheet."""
@@ -225,8 +229,13 @@ def evaluate(
         "perspective": perspective_samples,
         "dewarp": dewarp_samples,
     }
-    samples = makers[mode](folder, rotations, seed)
-    total = len(read_truth(folder)) * max(1, rotations)
+    phone = mode == "perspective" and recipe == "phone"
+    if phone:
+        samples = photo_eval.phone_samples(folder, rotations, seed, split, blank)
+        total = photo_eval.sample_count(folder, rotations, split, blank)
+    else:
+        samples = makers[mode](folder, rotations, seed)
+        total = len(read_truth(folder)) * max(1, rotations)
     results = {name: MethodResult() for name in methods}
     sheet: list[tuple[np.ndarray, np.ndarray | None, str]] = []
     try:
@@ -235,13 +244,18 @@ def evaluate(
         ):
             for name, method in methods.items():
                 t = time.perf_counter()
+                confidence = None
                 try:
-                    answer, rectified = method(sample.image)
+                    answer, rectified, *more = method(sample.image)
+                    confidence = more[0] if more else None
                 except Exception as err:  # a peer crashing on one page fails that page only
-                    answer, rectified = None, None
+                    answer, rectified, confidence = None, None, None
                     log.warning("%s failed on %s: %s", name, sample.name, err)
                 results[name].seconds += time.perf_counter() - t
-                _score(results[name], sample, answer, mode)
+                if phone:
+                    _score_photo(results[name], sample, answer, confidence)
+                else:
+                    _score(results[name], sample, answer, mode)
                 if name == model and len(sheet) < contact and i % max(1, total // contact) == 0:
                     sheet.append(
                         (
@@ -253,8 +267,13 @@ def evaluate(
     finally:
         if pipeline is not None:
             pipeline.close()
+    threshold = pipeline.config.min_corner_confidence if pipeline is not None else 0.5
     summarise = metrics.rotation_summary if mode == "rotation" else metrics.corner_summary
     summary = {name: summarise(r.errors, r.seconds, r.failed) for name, r in results.items()}
+    if phone:  # the errors above are the outlines'; the labelled corners get rows of their own
+        for name, r in results.items():
+            labelled = [p["corner_error_pct"] for p in r.predictions if "outline_pct" in p]
+            summary[f"{name} (labelled corners)"] = metrics.corner_summary(labelled, r.seconds)
     return {
         "mode": mode,
         "dir": str(folder),
@@ -262,6 +281,14 @@ def evaluate(
         "rotations": rotations,
         "seed": seed,
         "summary": summary,
+        "recipe": recipe if mode == "perspective" else None,
+        "split": split if phone else None,
+        "blank": photo_eval.blank_summary(
+            {name: r.predictions for name, r in results.items()}, threshold
+        )
+        if phone
+        else {},
+        "threshold": threshold,
         "missing_peers": peers.missing_peers(mode) if use_peers else [],
         "predictions": {name: r.predictions for name, r in results.items()},
         "errors": {name: r.errors for name, r in results.items()},
@@ -313,6 +340,26 @@ def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
     result.errors.append(error)
 
 
+def _score_photo(result: MethodResult, sample: Sample, answer, confidence) -> None:
+    """A phone photo: the outline's error (scored), the labelled corners' error and the
+    conditions; a photo with no page is only recorded (its confidence)."""
+    row: dict = {"file": sample.name, "source": sample.source, "conditions": sample.conditions}
+    row["confidence"] = None if confidence is None else round(float(confidence), 4)
+    if sample.truth_corners is not None:
+        if answer is None:
+            result.failed += 1
+        hw = sample.image.shape[:2]
+        outline = photo_eval.outline_error(answer, sample.truth_corners)
+        row["outline_pct"] = round(outline, 4)
+        row["corner_error_pct"] = round(
+            photo_eval.labelled_error(answer, sample.truth_corners, hw), 4
+        )
+        row["corners"] = None if answer is None else np.round(np.asarray(answer), 2).tolist()
+        row["true_corners"] = np.round(sample.truth_corners, 2).tolist()
+        result.errors.append(outline)
+    result.predictions.append(row)
+
+
 def _thumb(image: np.ndarray, side: int = 220) -> np.ndarray:
     if image.ndim == 2 or image.shape[2] == 1:
         image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
@@ -328,15 +375,23 @@ def write_predictions(path: str | Path, report: dict) -> None:
     if not rows:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
             writer.writerow(
-                {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
+                {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()}
             )
 
 
 def table(report: dict) -> str:
     columns = metrics.ROTATION_COLUMNS if report["mode"] == "rotation" else metrics.CORNER_COLUMNS
-    return metrics.format_table(report["summary"], columns)
+    text = metrics.format_table(report["summary"], columns)
+    if report.get("split") is not None:  # phone photos: per condition, and the pageless photos
+        text += "\n\n" + photo_eval.condition_table(report["predictions"])
+        for name, b in report.get("blank", {}).items():
+            text += (f"\n\n{name} on {b['count']} photos with no page: median corner confidence "
+                     f"{b['median_confidence']:.3f}; {100 * b['identity_share']:.1f}% below "
+                     f"{report['threshold']} (the identity, no warp)")  # fmt: skip
+    return text

@@ -8,6 +8,7 @@ from torch import nn
 
 from stn_align.core.geometry import identity_params
 from stn_align.training.documents.model import Cascade, Stage
+from stn_align.training.documents.perspective_model import PhotoCascade
 from stn_align.training.documents.rotation_model import SnapRotation
 
 
@@ -31,3 +32,11 @@ def build_localiser(cfg, num_params: int) -> nn.Module:
     if model.family.num_params != num_params:
         raise ValueError(f"{cfg.family} has {model.family.num_params} parameters, not {num_params}")
     return model
+
+
+def build_photo_localiser(cfg, num_params: int) -> nn.Module:
+    """stn_align.training.build.LOCALISERS["doc-photo"]: doc-perspective for phone photos, three
+    stages and a corner confidence (perspective_model.PhotoCascade); projective only."""
+    if cfg.family != "projective" or num_params != 8:
+        raise ValueError(f"the doc-photo localiser is projective only, not {cfg.family!r}")
+    return PhotoCascade(cfg.channels, cfg.input_size, cfg.hidden)

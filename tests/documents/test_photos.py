@@ -1,0 +1,117 @@
+"""Phone photos (photos.py, textures.py), their cache and dataset, and the doc-photo localiser:
+the geometry the labels rest on, the corner order, and a toy run of doc-perspective's recipe."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stn_align.core import geometry
+from stn_align.training.documents import photos, textures
+from stn_align.training.documents.dataset import turn
+from stn_align.training.documents.perspective_model import (
+    corner_error_pct,
+    cyclic_corner_loss,
+    photo_order,
+)
+from stn_align.training.documents.photo_eval import outline_error
+from stn_align.training.documents.photo_eval import photo_order as photo_order_np
+
+
+def _page(h=200, w=150) -> np.ndarray:
+    """A white page, black in its own top-left quarter, so the corner TL can be told apart."""
+    page = np.full((h, w, 3), 250, np.uint8)
+    page[: h // 4, : w // 4] = 0
+    return page
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_photo_corners_are_where_the_page_lands(seed):
+    rng = np.random.default_rng(seed)
+    photo, quad, cond = photos.phone_photo(_page(), rng, 400, "eval")
+    assert photo.dtype == np.uint8 and photo.ndim == 3 and max(photo.shape[:2]) == 400
+    assert geometry.is_convex(quad)
+    # The black quarter is drawn next to the page's own TL corner: sample inside it, a tenth of
+    # the way along the page's diagonal from TL.
+    spot = quad[0] + 0.1 * (quad[2] - quad[0])
+    x, y = (int(round(v)) for v in spot)
+    h, w = photo.shape[:2]
+    if 0 <= x < w and 0 <= y < h:
+        other = quad[2] + 0.1 * (quad[0] - quad[2])  # the same spot seen from BR: white paper
+        ox, oy = (int(round(v)) for v in other)
+        if 0 <= ox < w and 0 <= oy < h:
+            assert photo[y, x].mean() < photo[oy, ox].mean()
+    assert cond["corners_out"] == int(((quad < 0) | (quad > np.array([w, h]))).any(axis=1).sum())
+    assert 0.1 < cond["coverage"] < 1.0 or cond["corners_out"]
+
+
+def test_camera_places_corners_out_of_frame_when_asked():
+    outside = 0
+    for seed in range(20):
+        placed = photos.camera(np.random.default_rng(seed), (0.7, 1.0), (300, 400), 0.5, True)
+        if placed is not None:
+            hom, quad, _ = placed
+            plane = np.array([[-0.35, -0.5], [0.35, -0.5], [0.35, 0.5], [-0.35, 0.5]])
+            np.testing.assert_allclose(photos._project(hom, plane), quad, atol=1e-6)
+            count = int(photos._outside(quad, (300, 400)).sum())
+            assert 1 <= count <= 2
+            outside += 1
+    assert outside > 5
+
+
+def test_every_surface_is_drawn_and_in_range():
+    rng = np.random.default_rng(0)
+    for kind in textures.KINDS:
+        out = textures.surface(kind, rng, (60, 80), [_page()])
+        assert out.shape == (60, 80, 3) and out.dtype == np.float32
+        assert out.min() >= 0 and out.max() <= 255 and out.std() > 0.5, kind
+
+
+def test_blank_photo_has_no_page():
+    photo, cond = photos.blank_photo(np.random.default_rng(3), 300, "train")
+    assert photo.shape[2] == 3 and "desk" in cond
+
+
+def test_photo_order_starts_at_the_corner_whose_edge_runs_right():
+    # A square turned by 30 degrees counter-clockwise on screen, listed from another corner.
+    a = math.radians(-30)
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * 0.5
+    turned = square @ np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).T
+    listed = np.roll(turned, 2, axis=0)
+    got = photo_order(torch.tensor(listed[None], dtype=torch.float32))[0].numpy()
+    np.testing.assert_allclose(got, turned, atol=1e-6)
+    pixels = (listed + 1) * 50  # the NumPy twin, in pixels of a square photo
+    np.testing.assert_allclose(photo_order_np(pixels, (100, 100)), (turned + 1) * 50, atol=1e-9)
+
+
+def test_cyclic_loss_and_outline_error_ignore_where_the_order_starts():
+    unit = torch.from_numpy(geometry.CORNERS).float()
+    corners = torch.tensor([[[-0.5, -0.6], [0.4, -0.5], [0.5, 0.6], [-0.4, 0.5]]])
+    truth = (corners - unit).reshape(1, 8)  # theta: the corners' displacements
+    shifted = (torch.roll(corners, 1, dims=1) - unit).reshape(1, 8)
+    scale = torch.ones(1, 2)
+    assert float(cyclic_corner_loss(shifted, truth, scale)) < 1e-2
+    hw = torch.tensor([[300.0, 400.0]])
+    assert float(corner_error_pct(shifted, truth, hw)) < 1e-4
+    assert float(corner_error_pct(shifted + 0.1, truth, hw)) > 1.0
+    quad = np.array([[10.0, 10], [90, 12], [88, 70], [12, 68]])
+    assert outline_error(np.roll(quad, 3, axis=0), quad) < 1e-9
+
+
+@pytest.mark.parametrize("variant", range(8))
+def test_turns_and_mirrors_move_the_corners_with_the_pixels(variant):
+    image = np.zeros((64, 64), np.uint8)
+    corners = np.array([[-0.75, -0.75], [0.5, -0.6], [0.6, 0.5], [-0.6, 0.7]])
+    x, y = ((corners[0] + 1) * 32).astype(int)
+    image[y - 1 : y + 2, x - 1 : x + 2] = 255  # a bright dot on the page's first corner
+    out, moved, _ = turn(image, corners, (48, 64), variant)
+    ys, xs = np.nonzero(out)
+    dot = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 32 - 1
+    assert np.abs(moved - dot).min(axis=1).min() < 0.05  # some corner sits on the dot
+    area = 0.5 * np.sum(
+        moved[:, 0] * np.roll(moved[:, 1], -1) - moved[:, 1] * np.roll(moved[:, 0], -1)
+    )
+    assert area > 0  # still clockwise on screen (y down)
