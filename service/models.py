@@ -53,10 +53,27 @@ class Model:
     def input_channels(self) -> int:
         return self.contract.input_channels
 
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the file also says how sure it is (contract output `confidence`)."""
+        return "confidence" in self.contract.outputs
+
     def localise(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 [N, S, S, C] -> float32 [N, P] theta."""
-        (theta,) = self.session.run(["theta"], {"image": batch})
-        return np.asarray(theta, dtype=np.float32)
+        """uint8 [N, S, S, C] -> float32 [N, P + K]: theta, then the K confidence columns when
+        the model has them (one row per image, so the batcher can hand rows out; `split` takes
+        a row apart)."""
+        if not self.has_confidence:
+            (theta,) = self.session.run(["theta"], {"image": batch})
+            return np.asarray(theta, dtype=np.float32)
+        theta, confidence = self.session.run(["theta", "confidence"], {"image": batch})
+        rows = len(batch)
+        parts = [np.asarray(a, np.float32).reshape(rows, -1) for a in (theta, confidence)]
+        return np.concatenate(parts, 1)
+
+    def split(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A row of `localise` -> (theta (P,), confidence (K,) or None)."""
+        count = self.contract.param_count
+        return row[:count], (row[count:] if self.has_confidence else None)
 
     def warmup(self, runs: int, batch_size: int = 1) -> None:
         c = self.contract
@@ -97,9 +114,10 @@ def load_model(path: Path, device: str = "auto", threads: int = 0) -> Model:
     name = path.name[: -len(".onnx")]
     inputs = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
-    if "image" not in inputs or "theta" not in outputs:
+    if "image" not in inputs or not set(contract.outputs) <= outputs:
         raise ModelError(
-            f"{path}: expected input 'image' and output 'theta', got {inputs} -> {outputs}"
+            f"{path}: expected input 'image' and outputs {list(contract.outputs)} (its contract), "
+            f"got {inputs} -> {outputs}"
         )
     warp_path = path.with_name(name + ".warp.onnx")
     warper = _session(warp_path, providers, threads) if warp_path.exists() else None

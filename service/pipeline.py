@@ -73,6 +73,9 @@ class AlignOptions:
     interpolation: str = "linear"
     border: str = "constant"
     fill: float = 255.0
+    # Below this orientation confidence a rotation model's page is not turned by quarter turns
+    # (see hold_orientation); None: the min_orientation_confidence setting.
+    min_confidence: float | None = None
 
 
 @dataclass
@@ -84,6 +87,8 @@ class StageResult:
     out_hw: tuple[int, int]
     angle: float | None = None
     corners: np.ndarray | None = None  # in this stage's input pixels
+    confidence: np.ndarray | None = None  # the model's confidence output (contract OUTPUTS)
+    held: bool = False  # the orientation was left alone: its confidence was under the threshold
 
 
 @dataclass
@@ -98,6 +103,9 @@ class AlignResult:
     rectified: np.ndarray | None = None
     encoded: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    orientation_confidence: float | None = None  # from a rotation stage that reports one
+    skew_confidence: float | None = None
+    review: bool = False  # the orientation was left alone (unsure): a person should look
 
     @property
     def family(self) -> str:
@@ -106,6 +114,28 @@ class AlignResult:
     @property
     def theta(self) -> np.ndarray:
         return self.stages[-1].theta
+
+
+SKEW_SURE = 0.5  # a skew confidence from here up: the skew part is corrected on its own
+
+
+def hold_orientation(theta: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """A rotation theta whose orientation is not sure -> the theta that leaves the orientation
+    alone: only the skew (the angle less its nearest quarter turn) when the skew is sure
+    (confidence column 1), else no turn at all (a page with nothing to read comes back as is)."""
+    sure = len(confidence) < 2 or float(confidence[1]) >= SKEW_SURE
+    angle = geometry.skew_degrees(geometry.angle_degrees(theta)) if sure else 0.0
+    return geometry.rotation_params(angle)
+
+
+def _set_confidence(result: AlignResult) -> None:
+    """The last rotation stage's confidences, and whether it was held for review."""
+    for stage in result.stages:
+        if stage.confidence is not None and stage.family == "rotation":
+            result.orientation_confidence = float(stage.confidence[0])
+            if len(stage.confidence) > 1:
+                result.skew_confidence = float(stage.confidence[1])
+            result.review = stage.held
 
 
 def _ms(start: float) -> float:
@@ -268,7 +298,15 @@ class Pipeline:
             t = time.perf_counter()
             small = self._small_copy(model, image, acc, cur_hw, options)
             timings["resize_ms"] += _ms(t)
-            theta = self._localise(model, small, alive, timings)
+            theta, confidence = model.split(self._localise(model, small, alive, timings))
+            held = False
+            unsure = (
+                model.family == "rotation"
+                and confidence is not None
+                and float(confidence[0]) < self._min_confidence(options)
+            )
+            if unsure and confidence is not None:
+                theta, held = hold_orientation(theta, confidence), True
             if not np.isfinite(theta).all():
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
@@ -290,8 +328,11 @@ class Pipeline:
             if sampling.maps is not None:
                 tps_maps = sampling.maps
             stages.append(
-                StageResult(model.name, model.family, theta, m, out_hw, stage_angle, stage_corners)
-            )
+                StageResult(
+                    model.name, model.family, theta, m, out_hw, stage_angle, stage_corners,
+                    confidence, held,
+                )
+            )  # fmt: skip
             if stage_angle is not None:
                 angle = stage_angle
             if stage_corners is not None:
@@ -315,6 +356,7 @@ class Pipeline:
             corners=corners,
             timings=timings,
         )
+        _set_confidence(result)
         if options.encoding != "none":
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
@@ -323,6 +365,13 @@ class Pipeline:
             timings["warp_ms"] += _ms(t)
         timings["total_ms"] = timings.get("decode_ms", 0.0) + _ms(started)
         return result
+
+    def _min_confidence(self, options: AlignOptions) -> float:
+        if options.min_confidence is None:
+            return self.config.min_orientation_confidence
+        if not 0.0 <= options.min_confidence <= 1.0:
+            raise BadOptions(f"min_confidence must be 0..1, got {options.min_confidence}")
+        return options.min_confidence
 
     def _warp(self, image, models, result: AlignResult, tps_maps, options) -> np.ndarray:
         model = models[0]

@@ -5,6 +5,9 @@ which answer belongs to which image in a batch:
 
 - rotation: angle = (mean - 128) / 2 degrees, theta = (cos, sin);
 - projective: every corner moves inward by 0.2 * mean / 255 (a centred crop).
+
+A rotation model built with `confidence=(orientation, skew)` also has doc-rotation's `confidence`
+output, those two constants for every image.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ def _const(name: str, value) -> onnx.NodeProto:
     )
 
 
-def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
+def build(
+    path: Path,
+    family: str,
+    size: int = 32,
+    channels: int = 3,
+    confidence: tuple[float, float] | None = None,
+) -> Path:
     name = path.name[: -len(".onnx")]
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, channels])
     nodes = [
@@ -60,8 +69,16 @@ def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
         ]
     else:
         raise ValueError(family)
-    theta = helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])
-    graph = helper.make_graph(nodes, name, [image], [theta])
+    outputs = [helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])]
+    if confidence is not None:
+        nodes += [
+            _const("sure", np.array([confidence], np.float32)),  # (1, 2)
+            _const("zero", np.array(0.0, np.float32)),
+            helper.make_node("Mul", ["m", "zero"], ["z"]),  # (N, 1) zeros, for the batch axis
+            helper.make_node("Add", ["z", "sure"], ["confidence"]),  # (N, 2)
+        ]
+        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["N", 2]))
+    graph = helper.make_graph(nodes, name, [image], outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     contract = ModelContract(
@@ -74,6 +91,7 @@ def build(path: Path, family: str, size: int = 32, channels: int = 3) -> Path:
         # as doc-perspective's: first in a chain, its corners snapped to the page's edges
         chain_role="first" if family == "projective" else "any",
         postprocess=("page_edges",) if family == "projective" else (),
+        outputs=("theta", "confidence") if confidence is not None else ("theta",),
     )
     helper.set_model_props(model, contract.to_metadata())
     onnx.checker.check_model(model)
