@@ -2,7 +2,8 @@
 
 Writes
 - NAME.onnx: the localiser. `image` (N, S, S, C) NHWC pixels in [0, 255], uint8 by default or
-  float32 with --input-dtype float32 -> `theta` float32 (N, P).
+  float32 with --input-dtype float32 -> `theta` float32 (N, P), and any other outputs the
+  localiser declares (doc-rotation's `confidence`), named in the contract's `outputs`.
   Grey conversion and normalisation are inside the graph. Its metadata is the model contract
   (stn_align.core.contract.ModelContract), which the service reads.
 - NAME.warp.onnx: the family's warper. `image` uint8 (N, H, W, C), `theta` (N, P),
@@ -98,13 +99,13 @@ class LocaliserGraph(nn.Module):
         self.stn = stn
         self.to_grey = input_channels == 3 and stn.config.channels == 1
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = image.permute(0, 3, 1, 2).float()
         if self.to_grey:
             # The same weights as cv2.COLOR_RGB2GRAY, so the graph matches preprocess.to_channels.
             weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
             x = (x * weights).sum(dim=1, keepdim=True)
-        return self.stn.predict_params(x)
+        return self.stn.predict_outputs(x)
 
 
 class WarperGraph(nn.Module):
@@ -192,21 +193,23 @@ def _session(path: Path):
 def verify_localiser(
     path: Path, wrapper: LocaliserGraph, size: int, channels: int, dtype: str, atol: float = 1e-4
 ) -> float:
-    """Compare ONNX Runtime with PyTorch at batch 1 and 5; return the max abs difference."""
+    """Compare ONNX Runtime with PyTorch at batch 1 and 5, every output; return the max abs
+    difference."""
     session, rng, worst = _session(path), np.random.default_rng(0), 0.0
+    names = list(wrapper.stn.output_names)
     for batch in (1, 5):
         image = rng.integers(0, 256, size=(batch, size, size, channels)).astype(dtype)
         with torch.no_grad():
-            want = wrapper(torch.from_numpy(image)).numpy()
-        got = session.run(["theta"], {"image": image})[0]
-        np.testing.assert_allclose(
-            got,
-            want,
-            atol=atol,
-            rtol=1e-3,
-            err_msg=f"{path}: ONNX and PyTorch disagree at batch {batch}",
-        )
-        worst = max(worst, float(np.abs(got - want).max()))
+            wants = [w.numpy() for w in wrapper(torch.from_numpy(image))]
+        for name, got, want in zip(names, session.run(names, {"image": image}), wants, strict=True):
+            np.testing.assert_allclose(
+                got,
+                want,
+                atol=atol,
+                rtol=1e-3,
+                err_msg=f"{path}: ONNX and PyTorch disagree on {name} at batch {batch}",
+            )
+            worst = max(worst, float(np.abs(got - want).max()))
     return worst
 
 
@@ -243,6 +246,7 @@ def model_contract(
     channels: int,
     input_dtype: str = "uint8",
     metrics: dict | None = None,
+    outputs: tuple[str, ...] = ("theta",),
 ) -> ModelContract:
     """The contract a localiser graph exported from `cfg` promises (stn_align.core.contract)."""
     dense = FAMILIES[cfg.family].dense
@@ -257,6 +261,7 @@ def model_contract(
         tps_grid=cfg.tps_grid,
         mean=cfg.mean,
         std=cfg.std,
+        outputs=outputs,
         chain_role=cfg.chain_role or ("last" if dense else "any"),
         postprocess=cfg.postprocess_steps,
         producer=f"{PRODUCER} {version('stn-align-training')}",
@@ -288,7 +293,8 @@ def export_model(
         raise ValueError(f"input_channels {channels} cannot feed a {cfg.channels}-channel model")
     stn = stn.eval().cpu()
     size = cfg.input_size
-    contract = model_contract(cfg, name, channels, input_dtype, metrics)
+    names = stn.output_names
+    contract = model_contract(cfg, name, channels, input_dtype, metrics, names)
 
     # eval() on the wrappers: the exporter restores their mode afterwards, and BatchNorm must stay
     # in inference mode for the parity check.
@@ -298,8 +304,8 @@ def export_model(
         localiser,
         (example,),
         out,
-        (("image",), ("theta",)),
-        {"image": {0: "batch"}, "theta": {0: "batch"}},
+        (("image",), names),
+        {"image": {0: "batch"}, **{name: {0: "batch"} for name in names}},
     )
     set_metadata(out, contract.to_metadata())
 

@@ -38,6 +38,20 @@ class SpatialTransformer(nn.Module):
         """Pixels (N, C, S, S) -> the family's parameters theta (N, P)."""
         return self.family.params(self.localiser(self.normalise(x)))
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The localiser graph's outputs: theta, and whatever else the localiser declares (e.g.
+        doc-rotation's confidence, see stn_align.core.contract.OUTPUTS)."""
+        return tuple(getattr(self.localiser, "output_names", ("theta",)))
+
+    def predict_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pixels (N, C, S, S) -> theta and the localiser's other outputs, as output_names."""
+        if self.output_names == ("theta",):
+            return (self.predict_params(x),)
+        outputs = getattr(self.localiser, "outputs")  # noqa: B009 (an nn.Module attribute)
+        theta, *rest = outputs(self.normalise(x))
+        return (self.family.params(theta), *rest)
+
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None):
         """Pixels -> (normalised image warped by the predicted theta, theta)."""
         theta = self.predict_params(x)

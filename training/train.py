@@ -275,7 +275,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location=device, weights_only=True)
     if "model_config" not in state:
         raise ValueError(f"{path} is not an stn checkpoint (no model_config inside)")
     model = build_model(model_config_from_dict(state["model_config"]))
