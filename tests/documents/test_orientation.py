@@ -120,3 +120,37 @@ def test_localiser_runs_on_a_page_and_exports_with_its_confidence(tmp_path):
     assert np.allclose(np.linalg.norm(theta, axis=1), 1.0, atol=1e-4)
     assert ((confidence >= 0) & (confidence <= 1)).all()
     assert (confidence[:, 1] < 0.5).all()  # a blank page: no lines, no sure skew
+
+
+@pytest.mark.parametrize("a", [1, 2, 3])
+def test_a_quarter_turned_cache_entry_is_what_the_front_gives_for_the_turned_page(a):
+    from stn_align.core.preprocess import localiser_input
+    from stn_align.training.documents import orientation_data as od
+    from stn_align.training.documents.layout import render_page
+    from stn_align.training.documents.synth import rotate_expand
+
+    front = od.FrontSession(RotationLocaliser(1, 256, -1.0).eval(), 256)
+    page = rotate_expand(render_page(7), 17.0, 255)
+    x = localiser_input(page[:, :, None], 256, "letterbox", 0)[:, :, 0]
+    seen = od.views(front, np.stack([x, np.ascontiguousarray(np.rot90(x, a))]))
+    turns, _ = od.turn_label(np.array([17.0, 17.0 + 90 * a]), seen["coarse"])
+    view, rows, along, turn = od.quarter_turned(
+        seen["view"][0], seen["rows"][0], seen["along"][0], turns[0], a
+    )
+    assert (along, turn) == (seen["along"][1], turns[1])
+    assert np.abs(view.astype(int) - seen["view"][1]).mean() < 1.0
+    assert np.abs(rows.astype(int) - seen["rows"][1]).mean() < 1.0
+
+
+def test_line_branch_votes_opposite_on_a_half_turn():
+    branch = o.LineBranch().eval()
+    for p in branch.parameters():
+        torch.nn.init.normal_(p, 0, 0.3)
+    rows = torch.rand(3, 1, 256, 64) ** 3
+    with torch.no_grad():
+        upright, turned = branch(rows), branch(rows.flip(2).flip(3))
+    assert torch.allclose(upright, -turned, atol=1e-6)
+    assert float(upright[:, 0].abs().min()) > 0  # it has an opinion...
+    assert torch.all(upright[:, 1] == 0) and torch.all(upright[:, 3] == 0)  # ...on the half turn
+    values, along = torch.randn(5, 4), torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    assert torch.allclose(o.to_rows_frame(o.to_view_frame(values, along), along), values)

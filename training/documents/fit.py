@@ -34,17 +34,19 @@ import torch.nn.functional as F
 
 from stn_align.training.build import build_model
 from stn_align.training.config import ModelConfig
-from stn_align.training.documents.fit_config import FitConfig, as_dict
+from stn_align.training.documents.fit_config import FitConfig, FitTrain, as_dict
 from stn_align.training.documents.orientation import (
     OrientationNet,
     dequantise,
     soft_targets,
+    to_rows_frame,
 )
 from stn_align.training.documents.orientation_cache import (
     build_train_cache,
     build_val_cache,
     shard_stream,
 )
+from stn_align.training.documents.orientation_data import quarter_turned
 from stn_align.training.documents.rotation_model import RotationLocaliser
 
 log = logging.getLogger("stn.fit")
@@ -79,14 +81,31 @@ def copies(arrays: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return view, rows, torch.from_numpy(arrays["along"].astype(np.float32))
 
 
-def _batch(stream, size: int, label_limit: float, smoothing: float):
-    items = [next(stream) for _ in range(size)]
+def _batch(stream, rng: np.random.Generator, t: FitTrain):
+    items = [next(stream) for _ in range(t.batch_size)]
+    if t.quarter_turns:
+        for item in items:
+            turned = quarter_turned(
+                item["view"], item["rows"], item["along"], item["turn"], int(rng.integers(4))
+            )
+            item["view"], item["rows"], item["along"], item["turn"] = turned
     arrays = {k: np.stack([i[k] for i in items]) for k in ("view", "rows", "along")}
     turns = torch.tensor([int(i["turn"]) for i in items])
     readable = torch.tensor([bool(i["readable"]) for i in items])
-    clear = torch.tensor([abs(float(i["left"])) <= label_limit for i in items])
+    clear = torch.tensor([abs(float(i["left"])) <= t.label_limit for i in items])
     weight = (clear | ~readable).float()
-    return copies(arrays), soft_targets(turns, readable, smoothing), weight
+    return copies(arrays), soft_targets(turns, readable, t.smoothing), weight
+
+
+def half_turn_loss(logits, targets, weight, along) -> torch.Tensor:
+    """The line branch's loss: logistic on its vote (logits [v, 0, -v, 0] in the rows' frame),
+    upright against upside down in that frame; turns of the rows' frame that are quarter turns
+    (the axis was wrong) and blank pages do not count."""
+    vote = to_rows_frame(logits, along)[:, 0]
+    target = to_rows_frame(targets, along)
+    certain = (targets.max(1).values > 0.5).float()  # not the uniform targets of blank pages
+    loss = target[:, 0] * F.softplus(-2 * vote) + target[:, 2] * F.softplus(2 * vote)
+    return (loss * weight * certain).sum()
 
 
 def lr_at(step: int, cfg: FitConfig) -> float:
@@ -98,13 +117,26 @@ def lr_at(step: int, cfg: FitConfig) -> float:
 
 
 @torch.no_grad()
-def val_logits(net: OrientationNet, val: dict, batch: int = 64) -> torch.Tensor:
+def val_logits(net: OrientationNet, val: dict, batch: int = 64, every: bool = False):
+    """The classifier's logits on the validation copies (N, 4); with `every`, a list: the sum's
+    and each branch's."""
     net.eval()
-    out = []
+    out: list[list[torch.Tensor]] = []
     for i in range(0, len(val["turn"]), batch):
         part = {k: val[k][i : i + batch] for k in ("view", "rows", "along")}
-        out.append(net.classify(*copies(part))[0])
-    return torch.cat(out)
+        out.append(list(net.classify(*copies(part))))
+    joined = [torch.cat(parts) for parts in zip(*out, strict=True)]
+    return joined if every else joined[0]
+
+
+def branch_accuracies(logits: list[torch.Tensor], val: dict) -> str:
+    """The val accuracy of each branch alone (the line branch's on the half turn only)."""
+    turns = torch.from_numpy(val["turn"]).long()
+    names = ("view", "rows", "lines")
+    return ", ".join(
+        f"{name} {(x.argmax(1) == turns).float().mean().item():.3f}"
+        for name, x in zip(names, logits[1:], strict=True)
+    )
 
 
 def scores(logits: torch.Tensor, val: dict, temperature: float = 1.0) -> dict:
@@ -139,28 +171,36 @@ def train_classifier(cfg: FitConfig, net: OrientationNet, shards, val: dict) -> 
         net.train()
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, cfg)
-        inputs, targets, weight = _batch(stream, t.batch_size, t.label_limit, t.smoothing)
-        # The sum's loss, and each branch's at half weight, so that neither leans on the other.
+        inputs, targets, weight = _batch(stream, rng, t)
+        # The sum's loss, and each branch's at half weight, so that none leans on the others.
+        # (The line branch only tells a half turn: its loss counts where the view's frame and
+        # the rows' agree on the axis, turns 0 and 2 of the rows.)
+        outputs = net.classify(*inputs)
         loss = sum(
             share * (-(targets * F.log_softmax(logits, 1)).sum(1) * weight).sum()
-            for share, logits in zip((1.0, 0.5, 0.5), net.classify(*inputs), strict=True)
-        ) / weight.sum().clamp_min(1.0)
+            for share, logits in zip((1.0, 0.5, 0.5), outputs[:3], strict=True)
+        )
+        line_loss = half_turn_loss(outputs[3], targets, weight, inputs[2])
+        loss = (loss + 0.5 * line_loss) / weight.sum().clamp_min(1.0)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         optimiser.step()
         running.append(loss.item())
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
-            found = scores(val_logits(net, val), val)
+            every = val_logits(net, val, every=True)
+            found = scores(every[0], val)
+            found["branches"] = branch_accuracies(every, val)
             found.update(step=step + 1, train_loss=float(np.mean(running)))
             running = []
             if found["val_nll"] < best["val_nll"]:
                 best = found
                 best_state = {k: v.clone() for k, v in net.state_dict().items()}
             log.info(
-                "step %d: train loss %.4f, val nll %.4f, val accuracy %.4f (%d wrong: %s), "
-                "%.0f s", step + 1, found["train_loss"], found["val_nll"], found["val_accuracy"],
-                found["val_errors"], found["val_errors_by_kind"], time.perf_counter() - started,
+                "step %d: train loss %.4f, val nll %.4f, val accuracy %.4f (%d wrong: %s; "
+                "branches alone: %s), %.0f s", step + 1, found["train_loss"], found["val_nll"],
+                found["val_accuracy"], found["val_errors"], found["val_errors_by_kind"],
+                found["branches"], time.perf_counter() - started,
             )  # fmt: skip
     net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     net.load_state_dict(best_state)

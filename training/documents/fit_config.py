@@ -40,6 +40,7 @@ class FitTrain:
     eval_every: int = 500
     label_limit: float = 30.0  # degrees: a label further from its quarter turn is not used
     dropout: float = 0.2
+    quarter_turns: bool = True  # turn each example by a random quarter turn (quarter_turned)
 
 
 @dataclass

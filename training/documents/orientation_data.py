@@ -208,6 +208,19 @@ def views(front: FrontSession, images: np.ndarray, batch: int = 16) -> dict[str,
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def quarter_turned(view: np.ndarray, rows: np.ndarray, along: int, turn: int, a: int):
+    """What the front would give for the same page turned a further `a` quarter turns
+    counter-clockwise, from what it gave: (view, rows, along, turn). The view turns with the page;
+    the axis of the lines swaps on odd turns; the rows, laid along the lines, either stay or make
+    a half turn. Training turns each cached example by a random `a`, so every page is seen in all
+    four orientations."""
+    j = 1 - int(along)  # the rows' frame is the coarse one turned j quarter turns
+    j_after = j if a % 2 == 0 else 1 - j
+    flip = (a - j_after + j) % 4 == 2
+    turned_rows = rows[::-1, ::-1] if flip else rows
+    return np.rot90(view, a), turned_rows, 1 - j_after, (int(turn) + a) % TURNS
+
+
 def turn_label(angle: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the quarter turn k in 0..3 with angle ~ coarse + 90 k, what is left over in degrees)."""
     diff = np.asarray(wrap_degrees(np.asarray(angle) - np.asarray(coarse)), dtype=np.float64)
