@@ -1,11 +1,13 @@
-"""ONNX Runtime's CPU time for alternative ways of writing three parts of doc-rotation's graph, each
+"""ONNX Runtime's CPU time for alternative ways of writing two parts of doc-rotation's graph, each
 pair computing the same numbers (checked here before timing):
 
-- spreading the padding mask (S/4 x S/4) over the full-size ink: Expand then Mul, a 6-D broadcast
-  Mul, or a nearest Resize then Mul (the shipped graph's way);
-- the line reader's net: 1-D convolutions, or the same as 1 x k 2-D ones (shipped);
+- spreading the padding mask (S/4 x S/4) over the full-size ink: Expand then Mul (the fifth
+  version), a 6-D broadcast Mul, or a nearest Resize then Mul (shipped since);
 - the coarse search's 15 fixed de-rotations: GridSample of 15 stacked copies, or one Gather by a
   constant index (shipped).
+
+(The line reader of an earlier doc-rotation, timed here as 1-D against 1 x k 2-D convolutions, is
+gone: the orientation classifier replaced it.)
 
     .venv/bin/python -m bench.localiser_ops --batch 4 --threads 1
 
@@ -30,7 +32,6 @@ def variants(batch: int):
     import torch.nn.functional as F
 
     from stn_align.training.documents import skew
-    from stn_align.training.documents.direction import STRIPS, ProfileDirection
 
     torch.manual_seed(0)
     size, pool = 768, 4
@@ -52,31 +53,6 @@ def variants(batch: int):
         def forward(self, x, k):
             return x * F.interpolate(k, scale_factor=pool, mode="nearest")
 
-    net = ProfileDirection(size)
-    for p in net.parameters():
-        torch.nn.init.normal_(p, 0, 0.2)
-        p.requires_grad_(False)  # the 1-D variant's weights become graph constants
-
-    class Net2d(torch.nn.Module):
-        def forward(self, q):  # (N, 1, K, S)
-            return net.net(q)
-
-    class Net1d(torch.nn.Module):
-        def forward(self, q):
-            x = q.reshape(-1, 1, size)
-            for layer in net.net:
-                if isinstance(layer, torch.nn.Conv2d):
-                    x = F.conv1d(
-                        x,
-                        layer.weight[:, :, 0],
-                        layer.bias,
-                        padding=layer.padding[1],
-                        dilation=layer.dilation[1],
-                    )
-                else:
-                    x = layer(x)
-            return x.reshape(q.shape[0], -1, STRIPS, size).transpose(1, 2)[:, None, :, 0]
-
     search = skew.ProfileSkew(size // 2)
     small = size // 2 // skew.COARSE_POOL
     grids = skew.rotation_grid(search.coarse_cos, search.coarse_sin, skew.coords(small))
@@ -94,17 +70,12 @@ def variants(batch: int):
         def forward(self, p):
             return search._coarse_scores(p)
 
-    profiles = torch.rand(batch, 1, STRIPS, size)
     pooled = torch.rand(batch, 1, small, small)
     return {
         "padding mask": [
             ("Expand, Mul", ExpandMul(), (ink, keep)),
             ("6-D broadcast Mul", BroadcastMul(), (ink, keep)),
             ("Resize, Mul", ResizeMul(), (ink, keep)),
-        ],
-        "line reader net": [
-            ("1-D Conv", Net1d(), (profiles,)),
-            ("1 x k 2-D Conv", Net2d(), (profiles,)),
         ],
         "coarse search": [
             ("GridSample", CoarseGridSample(), (pooled,)),

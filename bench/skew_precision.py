@@ -1,7 +1,7 @@
 """Skew precision of doc-rotation's profile search, with and without the full-size level, on
 synthetic pages: bank pages through the training generator (rotation_item), turned over the whole
 circle, with seeds the training never draws. The skew has no learned weights, so no checkpoint is
-needed; errors are modulo 90 degrees (which way up is the direction reader's job, not this one's).
+needed; errors are modulo 90 degrees (which way up is the orientation classifier's job).
 
     .venv/bin/python -m bench.skew_precision --pages 300
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.common import argument_parser
 
-SEED = 999  # training draws (config seed, split id, index) and direction.py 77/78: no collision
+SEED = 999  # the rotation cascade's training drew (config seed, split id, index): no collision
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,12 @@ CONVENTION = (
 CHAIN_ROLES = ("any", "first", "last")
 POSTPROCESSES = ("page_edges",)  # corners snapped to the page's own edges (projective)
 GRAPHS = ("localiser", "warper")
-OUTPUTS = ("theta", "confidence")  # outputs a localiser graph may declare
+# Outputs a localiser graph may declare, each with the batch as its first axis:
+# - theta (N, P): the family's parameters;
+# - confidence (N, K) in [0, 1]: how sure the model is. Column 0: of its orientation (which
+#   quarter turn is upright); column 1, when K > 1: of its skew (0.5 and over: sure). The service
+#   leaves a page's orientation alone below its min_orientation_confidence setting.
+OUTPUTS = ("theta", "confidence")
 
 
 class ContractError(ValueError):

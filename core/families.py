@@ -73,6 +73,9 @@ class FamilySpec:
     corners: Callable[[np.ndarray, Size], np.ndarray | None] = _no_corners
     output_size: Callable[[np.ndarray, Size], Size] = _same_size
     dense: bool = False  # maps, not a matrix: nothing composes after it, so it comes last
+    # What each column of a model's optional `confidence` output says, in order: the service
+    # acts on "corners" (no page found: identity) and "orientation" (unsure: no quarter turn).
+    confidence: tuple[str, ...] = ()
 
     @property
     def frame(self) -> str:
@@ -98,6 +101,7 @@ FAMILIES: dict[str, FamilySpec] = {
         "(cos a, sin a), a the content's counter-clockwise angle, iso frame",
         angle=_angle,
         output_size=_turned_size,
+        confidence=("orientation", "skew"),
     ),
     "similarity": FamilySpec(
         "similarity",
@@ -111,6 +115,7 @@ FAMILIES: dict[str, FamilySpec] = {
         "the output's corners TL, TR, BR, BL in the input, as displacements, axis frame",
         corners=_corners,
         output_size=_page_size,
+        confidence=("corners",),
     ),
     "tps": FamilySpec(
         "tps", "displacements of an n x n grid of control points, axis frame", dense=True

@@ -182,6 +182,12 @@ def rotation_params(angle_deg: float) -> np.ndarray:
     return np.array([math.cos(a), math.sin(a)], dtype=np.float32)
 
 
+def skew_degrees(angle: float) -> float:
+    """The skew part of a content angle: the angle less its nearest quarter turn, in [-45, 45).
+    Straightening by it lays text lines along an axis without choosing which way is up."""
+    return float(np.mod(angle + 45.0, 90.0) - 45.0)
+
+
 def wrap_degrees(angle: float | np.ndarray):
     """Wrap to (-180, 180]."""
     wrapped = 180.0 - np.mod(180.0 - np.asarray(angle, dtype=np.float64), 360.0)

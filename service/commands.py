@@ -46,7 +46,9 @@ def add_commands(subparsers) -> None:
         help="straighten a folder or glob of images",
         description="Rectify every image under INPUT (a folder, a file or a quoted glob) into "
         "OUTPUT_DIR over the streaming RPC (or --local), with a manifest.jsonl, resume on rerun, "
-        "and a non-zero exit status if any file failed.",
+        "and a non-zero exit status if any file failed. Pages whose orientation the model was "
+        "unsure of (--min-confidence) are left unturned and listed for review in the manifest "
+        "and the summary.",
     )
     rectify.add_argument("input", help="folder (searched recursively), file, or quoted glob")
     rectify.add_argument("output_dir", help="where rectified images and manifest.jsonl go")
@@ -87,6 +89,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--fill", type=float, default=255.0, help="border grey level (default 255)")
     parser.add_argument(
+        "--min-confidence", type=_confidence, default=None, metavar="X",
+        help="rotation models that report an orientation confidence: below X (0-1) a page is "
+        "not turned by quarter turns (its skew is still corrected when that part is sure) and is "
+        "listed for review (default: the server's min_orientation_confidence setting)",
+    )  # fmt: skip
+    parser.add_argument(
         "--timeout", type=float, default=None, help="seconds per call (default none)"
     )
     parser.add_argument("--token", default=None, help="shared token (default $STN_AUTH_TOKEN)")
@@ -100,6 +108,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be 0..1, got {value}")
     return value
 
 
@@ -140,6 +155,7 @@ def _options(args, encoding: str):
         interpolation=args.interpolation,
         border=args.border,
         fill=args.fill,
+        min_confidence=args.min_confidence,
     )
 
 
@@ -223,7 +239,7 @@ def run_align(args) -> int:
         model = o.models[0] if o.models else None
         request = make_request(
             data, Path(args.image).name, model, o.out_hw, encoding, o.jpeg_quality,
-            o.interpolation, o.border, o.fill,
+            o.interpolation, o.border, o.fill, o.min_confidence,
         )  # fmt: skip
         with _client(args) as client:
             try:
@@ -276,7 +292,7 @@ def run_rectify(args) -> int:
                 def request(data: bytes, request_id: str):
                     return make_request(data, request_id, model, options.out_hw, args.format,
                                         options.jpeg_quality, options.interpolation, options.border,
-                                        options.fill)  # fmt: skip
+                                        options.fill, options.min_confidence)  # fmt: skip
 
                 with _client(args) as client:
                     rectify.run_remote(jobs, client, request, recorder, args.concurrency)

@@ -119,6 +119,13 @@ class ServiceConfig:
         "found, no warp); 0 keeps every answer",
         minimum=0,
     )
+    min_orientation_confidence: float = setting(
+        0.0,
+        "rotation models that report a confidence: below this orientation confidence (0-1) a "
+        "page is not turned by quarter turns (its skew is still corrected when that part is "
+        "sure; a page with nothing to read comes back as it is) and is flagged for review",
+        minimum=0,
+    )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
     max_queue_size: int = setting(
@@ -263,6 +270,11 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         raise ConfigError(
             f"{_describe(_BY_NAME['min_corner_confidence'])}: "
             f"{config.min_corner_confidence} is above 1 (confidences run from 0 to 1)"
+        )
+    if config.min_orientation_confidence > 1:
+        raise ConfigError(
+            f"{_describe(_BY_NAME['min_orientation_confidence'])}: "
+            f"{config.min_orientation_confidence} is above 1 (confidences run from 0 to 1)"
         )
     if config.require_gpu and config.device == "cpu":
         raise ConfigError("settings require_gpu and device=cpu contradict each other")

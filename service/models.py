@@ -58,6 +58,11 @@ class Model:
     def input_channels(self) -> int:
         return self.contract.input_channels
 
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the file also says how sure it is (contract output `confidence`)."""
+        return "confidence" in self.contract.outputs
+
     def localise(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, S, S, C] -> float32 [N, P] theta, followed by one column per further output
         the contract declares (e.g. "confidence"), so one row per image carries them all."""
@@ -65,12 +70,13 @@ class Model:
         rows = [np.asarray(o, dtype=np.float32).reshape(len(batch), -1) for o in outputs]
         return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
 
-    def split(self, row: np.ndarray) -> tuple[np.ndarray, float | None]:
-        """One row of `localise` -> (theta, the confidence or None)."""
+    def split(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One row of `localise` -> (theta (P,), the `confidence` output's values (K,) or None):
+        a projective model gives one (its corners), a rotation model two (orientation, skew)."""
         count = self.contract.param_count
-        if "confidence" not in self.contract.outputs:
+        if not self.has_confidence:
             return row[:count], None
-        return row[:count], float(row[count + self.contract.outputs.index("confidence") - 1])
+        return row[:count], row[count:]
 
     def warmup(self, runs: int, batch_size: int = 1) -> None:
         c = self.contract

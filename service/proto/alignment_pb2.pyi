@@ -81,20 +81,22 @@ class OutputOptions(_message.Message):
     def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., jpeg_quality: _Optional[int] = ..., interpolation: _Optional[_Union[Interpolation, str]] = ..., border_mode: _Optional[_Union[BorderMode, str]] = ..., fill: _Optional[float] = ...) -> None: ...
 
 class AlignRequest(_message.Message):
-    __slots__ = ("id", "encoded", "raw", "model", "models", "output")
+    __slots__ = ("id", "encoded", "raw", "model", "models", "output", "min_confidence")
     ID_FIELD_NUMBER: _ClassVar[int]
     ENCODED_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     encoded: bytes
     raw: RawImage
     model: str
     models: _containers.RepeatedScalarFieldContainer[str]
     output: OutputOptions
-    def __init__(self, id: _Optional[str] = ..., encoded: _Optional[bytes] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., model: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+    min_confidence: float
+    def __init__(self, id: _Optional[str] = ..., encoded: _Optional[bytes] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., model: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., min_confidence: _Optional[float] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -159,7 +161,7 @@ class Stage(_message.Message):
     def __init__(self, model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., out_height: _Optional[int] = ..., out_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ...) -> None: ...
 
 class AlignResponse(_message.Message):
-    __slots__ = ("id", "model", "family", "theta", "matrix", "angle_degrees", "page_corners", "rectified", "timings", "stages", "input_height", "input_width", "corner_confidence")
+    __slots__ = ("id", "model", "family", "theta", "matrix", "angle_degrees", "page_corners", "rectified", "timings", "stages", "input_height", "input_width", "corner_confidence", "orientation_confidence", "skew_confidence", "review")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +175,9 @@ class AlignResponse(_message.Message):
     INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CORNER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SKEW_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     family: str
@@ -186,7 +191,10 @@ class AlignResponse(_message.Message):
     input_height: int
     input_width: int
     corner_confidence: float
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., rectified: _Optional[_Union[Image, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ...) -> None: ...
+    orientation_confidence: float
+    skew_confidence: float
+    review: bool
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., rectified: _Optional[_Union[Image, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ..., orientation_confidence: _Optional[float] = ..., skew_confidence: _Optional[float] = ..., review: _Optional[bool] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("code", "code_name", "message", "retry_after_ms")

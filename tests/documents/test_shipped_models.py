@@ -163,35 +163,3 @@ def test_turned_copies_of_the_music_score_are_read_the_right_way_up(pipeline, do
         angle = pipeline.align(sample.image, options).angle
         error = metrics.angle_error(angle, sample.truth_angle)
         assert error < 45.0, f"{sample.name}: predicted {angle:.1f}, truth {sample.truth_angle:.1f}"
-
-
-def test_shipped_doc_rotation_reads_back_into_pytorch(tmp_path, documents_dir):
-    # graft rebuilds the model from the file (readers, vote weights, the layout vote's bound), so
-    # a shipped file can be re-exported without its training checkpoints.
-    import onnxruntime as ort
-    import torch
-
-    from stn_align.core.preprocess import localiser_input, to_channels
-    from stn_align.training.documents.graft import graft, load_snap
-
-    path = EXPORTED / "doc-rotation.onnx"
-    snap, _ = load_snap(graft(path, tmp_path / "snap.pt"))
-    assert float(snap.layout_weight) > 0  # the fifth version votes with the layout reader
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    pages = np.stack(
-        [
-            localiser_input(
-                to_channels(evaluate.load_rgb(documents_dir / name), 1), 768, "letterbox"
-            )
-            for name in ("cardinal-1.png", "c02-22.png")
-        ]
-    )
-    want = session.run(None, {session.get_inputs()[0].name: pages})[0]
-    x = torch.from_numpy(pages.transpose(0, 3, 1, 2).astype(np.float32)) / 127.5 - 1.0
-    with torch.no_grad():
-        layout = snap.layout(snap.front(x)[3])
-        got = snap(x).numpy()
-    assert np.allclose(got, want, atol=1e-4)
-    # Text pages make strong layout votes: the bound must come back for the sum to match.
-    assert float(layout.abs().max()) > float(snap.layout_clip)

@@ -5,6 +5,9 @@ which answer belongs to which image in a batch:
 
 - rotation: angle = (mean - 128) / 2 degrees, theta = (cos, sin);
 - projective: every corner moves inward by 0.2 * mean / 255 (a centred crop).
+
+A rotation model built with `confidence=(orientation, skew)` also has doc-rotation's `confidence`
+output, those two constants for every image.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ def _const(name: str, value) -> onnx.NodeProto:
 
 
 def build(
-    path: Path, family: str, size: int = 32, channels: int = 3, confidence: bool = False
+    path: Path,
+    family: str,
+    size: int = 32,
+    channels: int = 3,
+    confidence: bool | tuple[float, ...] = False,
 ) -> Path:
-    """A test localiser; with `confidence` (projective) also a `confidence` output, mean / 255."""
+    """A test localiser. `confidence`: True adds a `confidence` output of one column, the image's
+    mean / 255 (as a projective model's corner confidence); a tuple adds those constant columns
+    for every image (as a rotation model's orientation and skew confidences)."""
     name = path.name[: -len(".onnx")]
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, channels])
     nodes = [
@@ -64,14 +73,24 @@ def build(
         ]
     else:
         raise ValueError(family)
-    theta = helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])
-    outputs = [theta]
-    if confidence:
+    outputs = [helper.make_tensor_value_info("theta", TensorProto.FLOAT, ["N", params])]
+    if confidence is True:
         nodes += [
             _const("c255", np.array(255.0, np.float32)),
             helper.make_node("Div", ["m", "c255"], ["confidence"]),
         ]
         outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["N", 1]))
+    elif confidence:
+        columns = len(confidence)
+        nodes += [
+            _const("sure", np.array([confidence], np.float32)),  # (1, K)
+            _const("zero", np.array(0.0, np.float32)),
+            helper.make_node("Mul", ["m", "zero"], ["z"]),  # (N, 1) zeros, for the batch axis
+            helper.make_node("Add", ["z", "sure"], ["confidence"]),  # (N, K)
+        ]
+        outputs.append(
+            helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["N", columns])
+        )
     graph = helper.make_graph(nodes, name, [image], outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

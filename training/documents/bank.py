@@ -2,9 +2,16 @@
 
 Rendering with fonts is slow (tens of milliseconds a page); warping is fast. So pages are rendered
 once into a folder (default runs/pages/, git-ignored) and training draws transforms on the fly.
-The bank is keyed by its seed and size: the same seed and count always give the same pages.
+The bank is keyed by its seed, size and style: the same ones always give the same pages (with
+the same fonts installed).
 
     stn pages --count 800 --seed 1000 --out runs/pages
+    stn pages --count 3000 --seed 1000 --out runs/pages-rotation --style varied
+
+Style "standard" draws layout.py's kinds (articles, books, letters, forms, tables, receipts,
+landscape pages); "varied" (doc-rotation's bank) adds special_pages.py's (newspapers, music, a
+picture with a caption, title pages, forms of boxes, tables of figures, near-empty pages, vertical
+CJK) and more scripts, and writes each page's kind into kinds.json.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from stn_align.training.documents.layout import render_page
 
 DEFAULT_BANK = Path("runs/pages")
 MANIFEST = "manifest.json"
+KINDS = "kinds.json"
+STYLES = ("standard", "varied")
 
 
 def page_seed(bank_seed: int, index: int) -> int:
@@ -27,11 +36,16 @@ def page_seed(bank_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([bank_seed, index]).generate_state(1)[0])
 
 
-def _render_one(job: tuple[int, int, str]) -> str:
-    bank_seed, index, folder = job
+def _render_one(job: tuple[int, int, str, str]) -> str:
+    bank_seed, index, folder, style = job
     path = Path(folder) / f"page-{index:05d}.png"
     if not path.is_file():
-        page = render_page(page_seed(bank_seed, index))
+        if style == "varied":
+            from stn_align.training.documents.special_pages import render_varied_page
+
+            page, _ = render_varied_page(page_seed(bank_seed, index))
+        else:
+            page = render_page(page_seed(bank_seed, index))
         tmp = path.with_suffix(".tmp.png")
         cv2.imwrite(str(tmp), page)
         tmp.replace(path)  # a killed run leaves no half-written page
@@ -44,20 +58,24 @@ def build_bank(
     seed: int = 1000,
     workers: int = 1,
     progress: bool = True,
+    style: str = "standard",
 ) -> Path:
     """Render `count` pages into `folder` (pages already there are kept) and write the manifest."""
     from tqdm import tqdm
 
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / MANIFEST
     if manifest.is_file():
         old = json.loads(manifest.read_text())
-        if old.get("seed") != seed:
+        if old.get("seed") != seed or old.get("style", "standard") != style:
             raise ValueError(
-                f"{folder} holds a bank with seed {old.get('seed')}, not {seed}: use another folder"
+                f"{folder} holds a bank with seed {old.get('seed')} and style "
+                f"{old.get('style', 'standard')}, not {seed} and {style}: use another folder"
             )
-    jobs = [(seed, i, str(folder)) for i in range(count)]
+    jobs = [(seed, i, str(folder), style) for i in range(count)]
     bar = tqdm(total=count, desc="pages", unit="page", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -68,8 +86,18 @@ def build_bank(
             _render_one(job)
             bar.update(1)
     bar.close()
-    manifest.write_text(json.dumps({"seed": seed, "count": count}, indent=1) + "\n")
+    if style == "varied":
+        (folder / KINDS).write_text(json.dumps(varied_kinds(seed, count)) + "\n")
+    meta = {"seed": seed, "count": count} | ({"style": style} if style != "standard" else {})
+    manifest.write_text(json.dumps(meta, indent=1) + "\n")
     return folder
+
+
+def varied_kinds(bank_seed: int, count: int) -> list[str]:
+    """The kind of each page of a varied bank (drawn from its seed without rendering it)."""
+    from stn_align.training.documents.special_pages import VariedPageRenderer
+
+    return [VariedPageRenderer(page_seed(bank_seed, i)).kind for i in range(count)]
 
 
 def load_bank(folder: str | Path = DEFAULT_BANK, limit: int | None = None) -> list[np.ndarray]:

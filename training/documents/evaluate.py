@@ -20,22 +20,26 @@ excluded).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from stn_align.core.geometry import identity_params, wrap_degrees
-from stn_align.training.documents import curl, metrics, peers, photo_eval, synth
+from stn_align.training.documents import curl, metrics, peers, photo_eval, report, synth
+from stn_align.training.documents.real_pages import load_pages, split_pages
 
 log = logging.getLogger(__name__)
 
+PAGES_TABLE = "pages.csv"  # the real page bank's table (see ../shared/data/pages/README.md)
 MAX_CANVAS = 2400  # perspective mode: pages are shrunk to fit a photo of at most this long side
 # Rotation peers get a copy at most this long: a 50 MP page (a 25 MP scan turned on an expanded
 # canvas) keeps skimage's Hough transform and Tesseract busy for many minutes on a small machine.
@@ -53,14 +57,48 @@ class Sample:
     truth_corners: np.ndarray | None = None  # perspective mode, 4x2 pixels
     truth_params: np.ndarray | None = None  # dewarp mode, the curl's TPS displacements
     conditions: dict | None = None  # phone photos: what photos.py drew (None: no page at all)
+    kind: str = ""  # from pages.csv, for the tables by kind and script
+    script: str = ""
+    skew_ok: bool = True  # False: the page's skew is not trusted, only its orientation is scored
 
 
 @dataclass
 class MethodResult:
     errors: list[float] = field(default_factory=list)
+    skew_ok: list[bool] = field(default_factory=list)  # rotation mode: per error
     predictions: list = field(default_factory=list)
     seconds: float = 0.0
     failed: int = 0
+
+
+class TruthRow(NamedTuple):
+    file: str
+    content_angle: float
+    kind: str = ""  # pages.csv's kind and script ("" for a truth.csv folder)
+    script: str = ""
+    skew_ok: bool = True  # False: only the orientation is scored (the skew is not trusted)
+
+
+def read_table(folder: Path) -> list[TruthRow]:
+    """The pages of DIR and their truth, in file order (which seeds each page's copies): from
+    pages.csv when there is one (the real page bank: kind, script, and skew_ok, whether its skew
+    is trusted), else from truth.csv (file,content_angle)."""
+    if (folder / PAGES_TABLE).is_file():
+        return [
+            TruthRow(r.path.name, float(r.content_angle), r.kind, r.script, r.skew_ok)
+            for r in load_pages(folder)
+        ]
+    return [TruthRow(name, angle) for name, angle in read_truth(folder)]
+
+
+def split_files(folder: Path, split: str | None) -> set[str] | None:
+    """The files of one side ("train" or "val") of the bank's split by source
+    (configs/pages-split.toml), or None (every page) without a split."""
+    if not split:
+        return None
+    if not (folder / PAGES_TABLE).is_file():
+        raise ValueError(f"--split needs a pages.csv in {folder} (the real page bank)")
+    return {r.path.name for r in split_pages(load_pages(folder), split)}
 
 
 def read_truth(folder: Path) -> list[tuple[str, float]]:
@@ -93,21 +131,27 @@ def load_rgb(path: Path) -> np.ndarray:
 def rotation_samples(folder: Path, rotations: int, seed: int, only=None):
     """Yield Samples: each page as is (rotations == 0) or turned by `rotations` seeded angles.
     `only` (a set of file names) limits the pages; the seeds stay those of the full list."""
-    for index, (name, content) in enumerate(read_truth(folder)):
+    for index, row in enumerate(read_table(folder)):
+        name, content = row.file, row.content_angle
         if only is not None and name not in only:
             continue
         image = load_rgb(folder / name)
+        about = {"kind": row.kind, "script": row.script, "skew_ok": row.skew_ok}
         if rotations == 0:
-            yield Sample(name, name, image, 0.0, float(wrap_degrees(content)))
+            yield _about(Sample(name, name, image, 0.0, float(wrap_degrees(content))), about)
             continue
         rng = np.random.default_rng([seed, index])
         fill = synth.border_tone(image)
         for k in range(rotations):
             applied = float(rng.uniform(-180.0, 180.0))
             turned = synth.rotate_expand(image, applied, fill)
-            yield Sample(
-                f"{name}@{k}", name, turned, applied, float(wrap_degrees(content + applied))
-            )
+            truth = float(wrap_degrees(content + applied))
+            yield _about(Sample(f"{name}@{k}", name, turned, applied, truth), about)
+
+
+def _about(sample: Sample, about: dict) -> Sample:
+    """The sample with pages.csv's kind, script and skew_ok."""
+    return dataclasses.replace(sample, **about)
 
 
 def perspective_samples(
@@ -119,7 +163,7 @@ def perspective_samples(
     only=None,
 ):
     """Yield Samples: each upright page photographed on `count` seeded backgrounds."""
-    for index, (name, content) in enumerate(read_truth(folder)):
+    for index, (name, content, *_) in enumerate(read_table(folder)):
         if only is not None and name not in only:
             continue
         page = upright_page(folder, name, content)
@@ -150,7 +194,7 @@ def upright_page(folder: Path, name: str, content: float) -> np.ndarray:
 
 def dewarp_samples(folder: Path, count: int, seed: int, only=None):
     """Yield Samples: each upright page (at most MAX_CANVAS px) bent by `count` seeded curls."""
-    for index, (name, content) in enumerate(read_truth(folder)):
+    for index, (name, content, *_) in enumerate(read_table(folder)):
         if only is not None and name not in only:
             continue
         page = shrink(upright_page(folder, name, content), MAX_CANVAS)
@@ -171,7 +215,23 @@ def model_method(pipeline, model: str, mode: str):
         result = pipeline.align(image, options)
         answers = {"rotation": result.angle, "perspective": result.corners}
         answer = answers[mode] if mode in answers else result.stages[-1].theta
-        return answer, result.rectified, result.corner_confidence
+        confidence = (
+            result.corner_confidence if mode == "perspective" else result.orientation_confidence
+        )
+        return answer, result.rectified, confidence
+
+    return run
+
+
+def peer_method(fn, longest: int):
+    """A method function for a peer: its answer on a copy at most `longest` px long; a peer that
+    says how sure it is returns (answer, confidence)."""
+
+    def run(image: np.ndarray):
+        answer = fn(shrink(image, longest))
+        if isinstance(answer, tuple):
+            return answer[0], None, answer[1]
+        return answer, None, None
 
     return run
 
@@ -189,26 +249,34 @@ def evaluate(
     progress: bool = True,
     page_edges: bool = True,
     recipe: str = "phone",
-    split: str = "val",
+    split: str | None = None,
     blank: int = 0,
+    threshold: float | None = None,
 ) -> dict:
-    """Score the model (and peers) on the generated samples. Returns summaries, the per-sample
-    predictions and a few before/after pairs for the contact sheet."""
+    """Score the model (and peers) on the generated samples. Returns summaries (overall, and in
+    rotation mode by kind and by script, and the calibration of the confidences at `threshold`,
+    default the service's min_orientation_confidence), the per-sample predictions and a few
+    before/after pairs for the contact sheet. The model's answers are its own, however unsure:
+    the threshold is scored, not applied. `split`: one side of the bank's split (pages.csv)."""
+    from stn_align.service.config import ServiceConfig
+
     folder = Path(folder)
+    threshold = ServiceConfig().min_orientation_confidence if threshold is None else threshold
     methods: dict = {}
     pipeline = None
     if model:
-        from stn_align.service.config import ServiceConfig
         from stn_align.service.pipeline import Pipeline
 
-        config = ServiceConfig(model_dir=model_dir, models=model, warmup_runs=1)
+        config = ServiceConfig(
+            model_dir=model_dir, models=model, warmup_runs=1, min_orientation_confidence=0.0
+        )
         pipeline = Pipeline.from_dir(
             model_dir, config if page_edges else config.replace(page_edges="none")
         )
         pipeline.warmup(1)
         methods[model] = model_method(pipeline, model, mode)
     if mode == "dewarp":
-        methods["no dewarping"] = lambda image: (identity_params("tps"), None)
+        methods["no dewarping"] = lambda image: (identity_params("tps"), None, None)
     if use_peers:
         found = peers.available_peers(mode)
         if peer_names:
@@ -216,7 +284,7 @@ def evaluate(
         # Angles do not change with scale; corners would, so perspective peers see the full photo.
         longest = PEER_MAX_SIDE if mode == "rotation" else 10**9
         for name, fn in found.items():
-            methods[name] = lambda image, fn=fn: (fn(shrink(image, longest)), None)
+            methods[name] = peer_method(fn, longest)
     if not methods:
         if use_peers:
             raise ValueError(
@@ -224,18 +292,20 @@ def evaluate(
                 "and no --model was given"
             )
         raise ValueError("nothing to evaluate: give --model and/or --peers")
-    makers: dict[str, Callable[[Path, int, int], Iterator[Sample]]] = {
+    makers: dict[str, Callable[..., Iterator[Sample]]] = {
         "rotation": rotation_samples,
         "perspective": perspective_samples,
         "dewarp": dewarp_samples,
     }
     phone = mode == "perspective" and recipe == "phone"
     if phone:
+        split = split or "val"
         samples = photo_eval.phone_samples(folder, rotations, seed, split, blank)
         total = photo_eval.sample_count(folder, rotations, split, blank)
     else:
-        samples = makers[mode](folder, rotations, seed)
-        total = len(read_truth(folder)) * max(1, rotations)
+        only = split_files(folder, split)
+        samples = makers[mode](folder, rotations, seed, only=only)
+        total = (len(read_table(folder)) if only is None else len(only)) * max(1, rotations)
     results = {name: MethodResult() for name in methods}
     sheet: list[tuple[np.ndarray, np.ndarray | None, str]] = []
     try:
@@ -246,8 +316,7 @@ def evaluate(
                 t = time.perf_counter()
                 confidence = None
                 try:
-                    answer, rectified, *more = method(sample.image)
-                    confidence = more[0] if more else None
+                    answer, rectified, confidence = method(sample.image)
                 except Exception as err:  # a peer crashing on one page fails that page only
                     answer, rectified, confidence = None, None, None
                     log.warning("%s failed on %s: %s", name, sample.name, err)
@@ -255,7 +324,7 @@ def evaluate(
                 if phone:
                     _score_photo(results[name], sample, answer, confidence)
                 else:
-                    _score(results[name], sample, answer, mode)
+                    _score(results[name], sample, answer, mode, confidence)
                 if name == model and len(sheet) < contact and i % max(1, total // contact) == 0:
                     sheet.append(
                         (
@@ -267,9 +336,17 @@ def evaluate(
     finally:
         if pipeline is not None:
             pipeline.close()
-    threshold = pipeline.config.min_corner_confidence if pipeline is not None else 0.5
-    summarise = metrics.rotation_summary if mode == "rotation" else metrics.corner_summary
-    summary = {name: summarise(r.errors, r.seconds, r.failed) for name, r in results.items()}
+    corner_threshold = pipeline.config.min_corner_confidence if pipeline is not None else 0.5
+    if mode == "rotation":
+        summary = {
+            name: metrics.rotation_summary(r.errors, r.seconds, r.failed, r.skew_ok)
+            for name, r in results.items()
+        }
+    else:
+        summary = {
+            name: metrics.corner_summary(r.errors, r.seconds, r.failed)
+            for name, r in results.items()
+        }
     if phone:  # the errors above are the outlines'; the labelled corners get rows of their own
         for name, r in results.items():
             labelled = [p["corner_error_pct"] for p in r.predictions if "outline_pct" in p]
@@ -280,15 +357,16 @@ def evaluate(
         "model": model,
         "rotations": rotations,
         "seed": seed,
+        "split": split,
         "summary": summary,
         "recipe": recipe if mode == "perspective" else None,
-        "split": split if phone else None,
         "blank": photo_eval.blank_summary(
-            {name: r.predictions for name, r in results.items()}, threshold
+            {name: r.predictions for name, r in results.items()}, corner_threshold
         )
         if phone
         else {},
-        "threshold": threshold,
+        "threshold": corner_threshold if mode == "perspective" else threshold,
+        **(report.breakdown(results, threshold) if mode == "rotation" else {}),
         "missing_peers": peers.missing_peers(mode) if use_peers else [],
         "predictions": {name: r.predictions for name, r in results.items()},
         "errors": {name: r.errors for name, r in results.items()},
@@ -303,7 +381,7 @@ def shrink(image: np.ndarray, longest: int) -> np.ndarray:
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
+def _score(result: MethodResult, sample: Sample, answer, mode: str, confidence=None) -> None:
     if answer is None:
         result.failed += 1
     if mode == "rotation":
@@ -317,8 +395,13 @@ def _score(result: MethodResult, sample: Sample, answer, mode: str) -> None:
                 "applied_angle": round(sample.applied or 0.0, 3),
                 "true_angle": round(sample.truth_angle, 3),
                 "error_deg": round(error, 4),
+                "kind": sample.kind,
+                "script": sample.script,
+                "skew_ok": sample.skew_ok,
+                "confidence": None if confidence is None else round(float(confidence), 5),
             }
         )
+        result.skew_ok.append(sample.skew_ok)
     elif mode == "dewarp":
         assert sample.truth_params is not None
         error = metrics.grid_error(answer, sample.truth_params, sample.image.shape[:2])
@@ -385,13 +468,16 @@ def write_predictions(path: str | Path, report: dict) -> None:
             )
 
 
-def table(report: dict) -> str:
-    columns = metrics.ROTATION_COLUMNS if report["mode"] == "rotation" else metrics.CORNER_COLUMNS
-    text = metrics.format_table(report["summary"], columns)
-    if report.get("split") is not None:  # phone photos: per condition, and the pageless photos
-        text += "\n\n" + photo_eval.condition_table(report["predictions"])
-        for name, b in report.get("blank", {}).items():
+def table(found: dict) -> str:
+    """The printed tables: overall; in rotation mode by kind, by script and the calibration of
+    the confidences; for phone photos per condition and on the photos with no page."""
+    if found["mode"] == "rotation":
+        return report.tables(found)
+    text = metrics.format_table(found["summary"], metrics.CORNER_COLUMNS)
+    if found.get("recipe") == "phone":
+        text += "\n\n" + photo_eval.condition_table(found["predictions"])
+        for name, b in found.get("blank", {}).items():
             text += (f"\n\n{name} on {b['count']} photos with no page: median corner confidence "
                      f"{b['median_confidence']:.3f}; {100 * b['identity_share']:.1f}% below "
-                     f"{report['threshold']} (the identity, no warp)")  # fmt: skip
+                     f"{found['threshold']} (the identity, no warp)")  # fmt: skip
     return text

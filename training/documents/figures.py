@@ -40,6 +40,38 @@ def error_curves(errors: dict[str, list[float]], path: str | Path, mode: str) ->
     plt.close(fig)
 
 
+def reliability_curve(rows: dict[str, list], path: str | Path, threshold: float) -> None:
+    """Per method: the share of right orientations against the mean confidence, per bin of
+    confidence (metrics.reliability), points sized by the images in them; the diagonal is a
+    calibrated confidence, the dotted line the threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=110)
+    ax.plot([0.25, 1.0], [0.25, 1.0], color="grey", linewidth=0.8, linestyle="--")
+    ax.axvline(threshold, color="grey", linewidth=0.6, linestyle=":")
+    for name, bins in rows.items():
+        if not bins:
+            continue
+        conf = [b[3] for b in bins]
+        right = [b[4] for b in bins]
+        sizes = [8 + 60 * np.sqrt(b[2] / max(c[2] for c in bins)) for b in bins]
+        ax.plot(conf, right, linewidth=1.2, label=name)
+        ax.scatter(conf, right, s=sizes)
+    ax.set_xlabel("orientation confidence (mean of the bin)")
+    ax.set_ylabel("share of right orientations")
+    ax.set_xlim(0.2, 1.02)
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def contact_sheet(pairs, path: str | Path, side: int = 220) -> None:
     """Rows of (before, after) thumbnails, two pairs per row, labelled with the sample name."""
     if not pairs:

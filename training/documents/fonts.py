@@ -1,10 +1,14 @@
 """Finding the fonts the page generator draws with.
 
 More fonts make the synthetic pages more varied; the generator works with whatever is installed.
-The recommended set comes from Debian packages (see docs/documents.md):
+The recommended set comes from Debian packages (`scripts/setup.sh --fonts`, docs/documents.md):
 
     apt-get install -y fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf \
-        fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea
+        fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea \
+        fonts-ipafont-mincho fonts-ipafont-gothic fonts-lohit-deva fonts-hosny-amiri
+
+(the last four for Japanese, Devanagari and Arabic pages). STN_FONT_DIRS (os.pathsep-separated)
+adds folders to search first.
 
 With none of them the generator falls back to OpenCV's built-in Hershey fonts (see layout.py).
 STN_FONT_DIRS replaces the system folders with others (see font_dirs).
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
-FONT_SUFFIXES = (".ttf", ".otf")
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc")  # of a .ttc collection, its first font
 # Fonts that are symbols or scripts no page is written in.
 SKIP_WORDS = ("symbol", "math", "dingbat", "z003", "d050000l", "extralight")
 
@@ -29,6 +33,9 @@ SCRIPT_SAMPLES = {
     "greek": "ΩλΣψ",
     "hebrew": "אשת",
     "arabic": "بشع",
+    "devanagari": "कखगज",
+    "cjk": "日本語あア",
+    "music": "\U0001d11e",  # the G clef, for music pages (special_pages.py)
 }
 
 

@@ -71,18 +71,27 @@ class Writer:
 class PageRenderer:
     """Lays out one page. Block methods take the cursor y and return the next y."""
 
-    def __init__(self, seed: int, fonts: tuple[Font, ...] | None = None):
+    def __init__(
+        self,
+        seed: int,
+        fonts: tuple[Font, ...] | None = None,
+        kinds: dict[str, float] | None = None,
+        scripts: dict[str, float] | None = None,
+    ):
+        """`kinds` and `scripts`: their shares (default PAGE_KINDS and text.SCRIPT_WEIGHTS; the
+        varied bank of special_pages.py passes its own)."""
         self.rng = rng = np.random.default_rng(seed)
         fonts = find_fonts() if fonts is None else fonts
-        self.script = pick_script(rng)
+        self.script = pick_script(rng, scripts)
         usable = [f for f in fonts if self.script in f.scripts] or [
             f for f in fonts if "latin" in f.scripts
         ]
         if self.script != "latin" and not any(self.script in f.scripts for f in fonts):
             self.script = "latin"
         self.text_source = TextSource(rng, self.script)
-        names = list(PAGE_KINDS)
-        p = np.array([PAGE_KINDS[n] for n in names])
+        kinds = PAGE_KINDS if kinds is None else kinds
+        names = list(kinds)
+        p = np.array([kinds[n] for n in names])
         self.kind = str(rng.choice(names, p=p / p.sum()))
         self.fonts = usable
         self.body_font = self._pick_font(bold=False)

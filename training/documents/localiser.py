@@ -9,21 +9,20 @@ from torch import nn
 from stn_align.core.geometry import identity_params
 from stn_align.training.documents.model import Cascade, Stage
 from stn_align.training.documents.perspective_model import PhotoCascade
-from stn_align.training.documents.rotation_model import SnapRotation
+from stn_align.training.documents.rotation_model import RotationLocaliser
 
 
 def build_localiser(cfg, num_params: int) -> nn.Module:
     """stn_align.training.build.LOCALISERS["doc"]: ModelConfig -> raw theta of the family.
 
-    rotation with input_size >= 384: projection-profile skew and axis, and which way up from the
-    line-profile reader and a learned cascade (rotation_model.SnapRotation, made from a trained
-    cascade by graft.py, its line reader fitted by direction.py);
+    rotation (doc-rotation): the projection-profile skew, then which way up from the orientation
+    classifier (rotation_model.RotationLocaliser, trained by fit.py);
     tps (doc-dewarp): one Stage, its head the spline's control-point displacements; otherwise the
     learned two-stage cascade above.
     """
-    if cfg.family == "rotation" and cfg.input_size >= 384:
+    if cfg.family == "rotation":
         fill = (cfg.letterbox_fill / 255.0 - cfg.mean) / cfg.std  # the padding, once normalised
-        return SnapRotation(cfg.channels, cfg.input_size, cfg.hidden, fill)
+        return RotationLocaliser(cfg.channels, cfg.input_size, fill)
     if cfg.family == "tps":
         # One stage: splines do not compose into a spline, so there is no cascade to build.
         identity = torch.from_numpy(identity_params("tps", cfg.tps_grid))

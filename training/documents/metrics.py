@@ -65,24 +65,62 @@ def top_mean(errors: np.ndarray, share: float = 0.8) -> float:
     return float(ordered[:keep].mean())
 
 
-def rotation_summary(errors, seconds: float, failed: int = 0) -> dict:
-    """Orientation accuracy, MAE, TOP80, median, shares within 0.1/0.5/1 degree, worst, pages/s."""
+def rotation_summary(errors, seconds: float, failed: int = 0, skew_ok=None) -> dict:
+    """Orientation accuracy, MAE, TOP80, median, shares within 0.1/0.5/1 degree, worst, pages/s.
+
+    `skew_ok` (one bool per error, default all True): the images whose true skew is trusted. The
+    orientation is scored on every image, the skew figures only on those (`count_skew`)."""
     e = np.asarray(errors, dtype=np.float64)
     if e.size == 0:
         raise ValueError("no errors to summarise")
+    trusted = np.ones(e.size, bool) if skew_ok is None else np.asarray(skew_ok, bool)
+    s = e[trusted] if trusted.any() else np.array([np.nan])
     return {
         "count": int(e.size),
+        "count_skew": int(trusted.sum()),
         "failed": int(failed),
         "orientation_accuracy": float((e < 45.0).mean()),
-        "mae_deg": float(e.mean()),
-        "top80_deg": top_mean(e, 0.8),
-        "median_deg": float(np.median(e)),
-        "within_0.1": float((e <= 0.1).mean()),
-        "within_0.5": float((e <= 0.5).mean()),
-        "within_1": float((e <= 1.0).mean()),
-        "worst_deg": float(e.max()),
+        "mae_deg": float(s.mean()),
+        "top80_deg": top_mean(s, 0.8),
+        "median_deg": float(np.median(s)),
+        "within_0.1": float((s <= 0.1).mean()),
+        "within_0.5": float((s <= 0.5).mean()),
+        "within_1": float((s <= 1.0).mean()),
+        "worst_deg": float(s.max()),
         "pages_per_s": float(e.size / seconds) if seconds > 0 else float("nan"),
     }
+
+
+def calibration(right, confidence, threshold: float) -> dict:
+    """How a confidence serves as a threshold: the share of images at or above it (`kept`) and
+    the share of those whose orientation is right (`right_when_kept`; NaN when none is kept)."""
+    right = np.asarray(right, bool)
+    confidence = np.asarray(confidence, np.float64)
+    kept = confidence >= threshold
+    return {
+        "threshold": float(threshold),
+        "kept": float(kept.mean()) if kept.size else float("nan"),
+        "right_when_kept": float(right[kept].mean()) if kept.any() else float("nan"),
+        "wrong_when_kept": int((~right[kept]).sum()),
+        "count": int(right.size),
+    }
+
+
+def reliability(right, confidence, bins=(0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)):
+    """Rows (low, high, images, mean confidence, share right) of confidence bins, for a
+    reliability curve: a calibrated confidence sits on the diagonal."""
+    right = np.asarray(right, bool)
+    confidence = np.asarray(confidence, np.float64)
+    rows = []
+    edges = [0.0, *bins]
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence >= low) & ((confidence < high) | (high == edges[-1]))
+        if inside.any():
+            rows.append(
+                (low, high, int(inside.sum()), float(confidence[inside].mean()),
+                 float(right[inside].mean()))
+            )  # fmt: skip
+    return rows
 
 
 def corner_summary(errors, seconds: float, failed: int = 0) -> dict:
@@ -125,9 +163,9 @@ CORNER_COLUMNS = (
 )
 
 
-def format_table(rows: dict[str, dict], columns) -> str:
-    """A Markdown table, one row per method."""
-    head = "| Method | " + " | ".join(title for _, title, _ in columns) + " | n |"
+def format_table(rows: dict[str, dict], columns, first: str = "Method") -> str:
+    """A Markdown table, one row per method (or per kind, script: `first` names the column)."""
+    head = f"| {first} | " + " | ".join(title for _, title, _ in columns) + " | n |"
     rule = "|---|" + "---|" * (len(columns) + 1)
     lines = [head, rule]
     for name, summary in rows.items():
@@ -140,7 +178,12 @@ def format_table(rows: dict[str, dict], columns) -> str:
                 cells.append(f"{v:.2f}°")
             elif kind == "rate":
                 cells.append(f"{v:.2f}")
+            elif kind == "int":
+                cells.append(str(int(v)))
             else:
                 cells.append(f"{v:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['count']} |")
+        count = str(summary["count"])
+        if summary.get("count_skew", summary["count"]) != summary["count"]:
+            count += f" ({summary['count_skew']} skew)"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {count} |")
     return "\n".join(lines)

