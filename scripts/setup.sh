@@ -58,7 +58,7 @@ apt_packages=()
 [ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation
   fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea
   fonts-ipafont-mincho fonts-ipafont-gothic fonts-lohit-deva fonts-hosny-amiri fonts-blankenburg
-  fonts-gotico-antiqua)
+  fonts-gotico-antiqua fonts-kacst)
 [ "$peers" = 1 ] && apt_packages+=(tesseract-ocr tesseract-ocr-osd)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

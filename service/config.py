@@ -120,7 +120,7 @@ class ServiceConfig:
         minimum=0,
     )
     min_orientation_confidence: float = setting(
-        0.0,
+        0.5,
         "rotation models that report a confidence: below this orientation confidence (0-1) a "
         "page is not turned by quarter turns (its skew is still corrected when that part is "
         "sure; a page with nothing to read comes back as it is) and is flagged for review",

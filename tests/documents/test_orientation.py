@@ -154,3 +154,33 @@ def test_line_branch_votes_opposite_on_a_half_turn():
     assert torch.all(upright[:, 1] == 0) and torch.all(upright[:, 3] == 0)  # ...on the half turn
     values, along = torch.randn(5, 4), torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
     assert torch.allclose(o.to_rows_frame(o.to_view_frame(values, along), along), values)
+
+
+def test_every_turn_reads_the_page_as_each_quarter_turn_of_it_would_be_read():
+    """every_turn's row a is what the classifier says of the cached copies turned a further a
+    quarter turns (orientation_data.quarter_turned), counted back to the page as given."""
+    from stn_align.training.documents import orientation_data as od
+
+    torch.manual_seed(3)
+    net = o.OrientationNet(256).eval()
+    rng = np.random.default_rng(5)
+    view = rng.integers(0, 255, (2, 128, 128)).astype(np.uint8)
+    rows = rng.integers(0, 255, (2, 256, 64)).astype(np.uint8)
+    along = np.array([1, 0], np.uint8)
+    with torch.no_grad():
+        every = net.every_turn(
+            o.dequantise(torch.from_numpy(view)),
+            o.dequantise(torch.from_numpy(rows)),
+            torch.from_numpy(along).float(),
+        )
+        for a in range(4):
+            turned = [od.quarter_turned(view[i], rows[i], along[i], 0, a) for i in range(2)]
+            v = np.stack([np.ascontiguousarray(t[0]) for t in turned])
+            r = np.stack([np.ascontiguousarray(t[1]) for t in turned])
+            g = torch.tensor([float(t[2]) for t in turned])
+            alone = net.classify(
+                o.dequantise(torch.from_numpy(v)), o.dequantise(torch.from_numpy(r)), g
+            )[0]
+            assert torch.allclose(every[a], torch.roll(alone, -a, dims=1), atol=1e-4)
+    probabilities = o.vote(every)
+    assert torch.allclose(probabilities.sum(1), torch.ones(2), atol=1e-6)

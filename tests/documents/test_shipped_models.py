@@ -1,10 +1,10 @@
 """Regression guard for the shipped document models in exported/.
 
-Fails when a model file is missing, broken or swapped (wrong family or name); on real pages
-(../shared/data/documents, skipped without it) every cardinal page must get its quadrant right, the
-turned copies of the music score their half turn, the perspective model, with the service's
-page-edge snapping, must find a page's corners to 1% of its diagonal, and the dewarping model must
-take most of a curl out of a bent page.
+Fails when a model file is missing, broken or swapped (wrong family or name). doc-rotation is
+checked on the real page bank's validation sources (../shared/data/pages; the 19 test pages in
+../shared/data/documents are not used to choose or guard it) and on pages with nothing to read;
+the perspective model, with the service's page-edge snapping, must find pages in phone photos,
+and the dewarping model must take most of a curl out of a bent page.
 """
 
 from pathlib import Path
@@ -45,17 +45,6 @@ def pipeline():
     pipe = Pipeline.from_dir(str(EXPORTED), ServiceConfig(models=",".join(SHIPPED), device="cpu"))
     yield pipe
     pipe.close()
-
-
-def test_cardinal_pages_get_their_quadrant(pipeline, documents_dir):
-    from stn_align.service.pipeline import AlignOptions
-
-    truth = dict(evaluate.read_truth(documents_dir))
-    options = AlignOptions(models=["doc-rotation"], encoding="none")
-    for name in CARDINALS:
-        image = evaluate.load_rgb(documents_dir / name)
-        angle = pipeline.align(image, options).angle
-        assert metrics.angle_error(angle, truth[name]) < 45.0, f"{name}: predicted {angle:.1f}"
 
 
 def test_perspective_corners_within_a_floor(pipeline, documents_dir):
@@ -122,44 +111,55 @@ def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):
     assert float(np.mean(model)) < 0.7 * float(np.mean(identity)), (model, identity)
 
 
-def test_upside_down_pages_are_read_the_right_way_up(pipeline, documents_dir):
-    # Pages whose half turn the first shipped model (layout reader only) got wrong; the text-line
-    # reader must get them right.
-    from stn_align.service.pipeline import AlignOptions
-
-    truth = dict(evaluate.read_truth(documents_dir))
-    options = AlignOptions(models=["doc-rotation"], encoding="none")
-    for name in ("deskew-3.png", "francais.png", "typewriter.png", "cardinal-1.png"):
-        image = evaluate.load_rgb(documents_dir / name)[::-1, ::-1].copy()  # a half turn
-        angle = pipeline.align(image, options).angle
-        want = truth[name] + 180.0
-        assert metrics.angle_error(angle, want) < 2.0, f"{name}: predicted {angle:.1f}"
-
-
-def test_skew_of_the_real_pages_as_they_are(pipeline, documents_dir):
-    # The skew's last level runs at full size (skew.SkewRefine): the fourth doc-rotation is off by
-    # a median of 0.08 degrees here, worst 0.43; the third (half size only) 0.11, which fails.
+def _val_rotation_errors(pipeline, pages_dir, rotations: int, seed: int):
+    """(orientation error, skew error or None) of doc-rotation on the validation sources of the
+    real page bank, turned by `rotations` seeded angles (0: as they are)."""
     from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-rotation"], encoding="none")
-    errors = [
-        metrics.angle_error(pipeline.align(sample.image, options).angle, sample.truth_angle)
-        for sample in evaluate.rotation_samples(documents_dir, 0, 0)
-    ]
-    assert len(errors) == 19
-    assert max(errors) < 0.6, errors
-    assert float(np.median(errors)) < 0.1, errors
+    only = evaluate.split_files(pages_dir, "val")
+    out = []
+    for sample in evaluate.rotation_samples(pages_dir, rotations, seed, only=only):
+        error = metrics.angle_error(pipeline.align(sample.image, options).angle, sample.truth_angle)
+        out.append((error, error if sample.skew_ok else None))
+    return out
 
 
-def test_turned_copies_of_the_music_score_are_read_the_right_way_up(pipeline, documents_dir):
-    # A page with few text lines: the fourth doc-rotation (line reader and cascade only) read one of
-    # these eight copies upside down; the fifth has the layout reader's vote as well.
+def test_validation_pages_turned_over_the_circle_are_mostly_read_the_right_way_up(
+    pipeline, shared_data
+):
+    # The 55 validation pages (configs/pages-split.toml), 8 seeded turns each, as `stn evaluate
+    # --split val --rotations 8 --seed 0` turns them: the shipped file reads 89.5% of them the
+    # right way up (exported/doc-rotation.md), the file it replaced 80.2%. One turn each is too
+    # few to tell the two apart (48 and 42 of 55 with seed 0, 49 and 48 with seed 1).
+    errors = _val_rotation_errors(pipeline, shared_data / "pages", 8, 0)
+    assert len(errors) == 440
+    right = sum(e < 45.0 for e, _ in errors) / len(errors)
+    assert right >= 0.86, f"{100 * right:.1f}% the right way up"
+
+
+def test_validation_pages_as_they_are_get_their_skew(pipeline, shared_data):
+    # The profile skew search has no weights: a median error of 0.11 degrees on the 35 validation
+    # pages as they are whose skew is trusted and whose orientation is right.
+    errors = _val_rotation_errors(pipeline, shared_data / "pages", 0, 0)
+    skews = [s for _, s in errors if s is not None and s < 45.0]
+    assert len(skews) >= 30
+    assert float(np.median(skews)) < 0.15, skews
+
+
+def test_a_page_with_nothing_to_read_is_left_as_it_is_and_flagged(pipeline):
+    # Before the orientation confidence a blank white page came back turned by 90 degrees.
     from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-rotation"], encoding="none")
-    samples = list(evaluate.rotation_samples(documents_dir, 8, 0, only={"deskew-2.png"}))
-    assert len(samples) == 8
-    for sample in samples:
-        angle = pipeline.align(sample.image, options).angle
-        error = metrics.angle_error(angle, sample.truth_angle)
-        assert error < 45.0, f"{sample.name}: predicted {angle:.1f}, truth {sample.truth_angle:.1f}"
+    rng = np.random.default_rng(0)
+    blank = {
+        "white": np.full((1100, 850, 3), 255, np.uint8),
+        "grey": np.full((1100, 850, 3), 128, np.uint8),
+        "paper grain": (235 + rng.normal(0, 6, (1100, 850, 3))).clip(0, 255).astype(np.uint8),
+    }
+    for name, image in blank.items():
+        result = pipeline.align(image, options)
+        assert result.orientation_confidence is not None and result.orientation_confidence < 0.5
+        assert result.review, name
+        assert abs(result.angle) < 1.0, f"{name}: turned by {result.angle:.1f}"

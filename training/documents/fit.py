@@ -40,6 +40,7 @@ from stn_align.training.documents.orientation import (
     dequantise,
     soft_targets,
     to_rows_frame,
+    vote,
 )
 from stn_align.training.documents.orientation_cache import (
     build_train_cache,
@@ -101,10 +102,10 @@ def half_turn_loss(logits, targets, weight, along) -> torch.Tensor:
     """The line branch's loss: logistic on its vote (logits [v, 0, -v, 0] in the rows' frame),
     upright against upside down in that frame; turns of the rows' frame that are quarter turns
     (the axis was wrong) and blank pages do not count."""
-    vote = to_rows_frame(logits, along)[:, 0]
+    line_vote = to_rows_frame(logits, along)[:, 0]
     target = to_rows_frame(targets, along)
     certain = (targets.max(1).values > 0.5).float()  # not the uniform targets of blank pages
-    loss = target[:, 0] * F.softplus(-2 * vote) + target[:, 2] * F.softplus(2 * vote)
+    loss = target[:, 0] * F.softplus(-2 * line_vote) + target[:, 2] * F.softplus(2 * line_vote)
     return (loss * weight * certain).sum()
 
 
@@ -129,6 +130,19 @@ def val_logits(net: OrientationNet, val: dict, batch: int = 64, every: bool = Fa
     return joined if every else joined[0]
 
 
+@torch.no_grad()
+def val_every_turn(net: OrientationNet, val: dict, batch: int = 32) -> torch.Tensor:
+    """The classifier's logits (4, N, 4) on the validation copies read in every quarter turn, as
+    the exported model reads them (OrientationNet.every_turn)."""
+    net.eval()
+    out = []
+    for i in range(0, len(val["turn"]), batch):
+        part = {k: val[k][i : i + batch] for k in ("view", "rows", "along")}
+        view, rows, along = copies(part)
+        out.append(net.every_turn(view.contiguous(), rows.contiguous(), along))
+    return torch.cat(out, 1)
+
+
 def branch_accuracies(logits: list[torch.Tensor], val: dict) -> str:
     """The val accuracy of each branch alone (the line branch's on the half turn only)."""
     turns = torch.from_numpy(val["turn"]).long()
@@ -139,11 +153,20 @@ def branch_accuracies(logits: list[torch.Tensor], val: dict) -> str:
     )
 
 
+def vote_nll(logits: torch.Tensor, turns: torch.Tensor, temperature: float) -> float:
+    """The mean negative log-likelihood of `turns` under `vote` of logits (N, 4) or (A, N, 4)."""
+    every = logits if logits.dim() == 3 else logits[None]
+    p = vote(every, temperature).gather(1, turns[:, None])
+    return float(-torch.log(p.clamp_min(1e-12)).mean())
+
+
 def scores(logits: torch.Tensor, val: dict, temperature: float = 1.0) -> dict:
-    """Validation log-likelihood, accuracy and wrong answers, overall and by kind."""
+    """Validation log-likelihood, accuracy and wrong answers, overall and by kind, of logits
+    (N, 4) or of the vote of (A, N, 4)."""
     turns = torch.from_numpy(val["turn"]).long()
-    nll = F.cross_entropy(logits / temperature, turns).item()
-    wrong = (logits.argmax(1) != turns).numpy()
+    nll = vote_nll(logits, turns, temperature)
+    every = logits if logits.dim() == 3 else logits[None]
+    wrong = (vote(every).argmax(1) != turns).numpy()
     kinds = val["kind"]
     by_kind = {str(k): int(wrong[kinds == k].sum()) for k in np.unique(kinds)}
     return {
@@ -209,11 +232,12 @@ def train_classifier(cfg: FitConfig, net: OrientationNet, shards, val: dict) -> 
 
 
 def fit_temperature(logits: torch.Tensor, turns: np.ndarray) -> float:
-    """The softmax temperature with the best log-likelihood (a grid, then a finer one)."""
+    """The softmax temperature with the best log-likelihood of the vote of logits (N, 4) or
+    (A, N, 4) (a grid, then a finer one)."""
     target = torch.from_numpy(turns).long()
 
     def nll(t: float) -> float:
-        return F.cross_entropy(logits / t, target).item()
+        return vote_nll(logits, target, t)
 
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
     best = min(grid, key=nll)
@@ -277,7 +301,7 @@ def fit(cfg: FitConfig) -> dict:
              time.perf_counter() - started)  # fmt: skip
     trained = time.perf_counter()
     best = train_classifier(cfg, localiser.orientation, shards, val)
-    logits = val_logits(localiser.orientation, val)
+    logits = val_every_turn(localiser.orientation, val)  # as the exported model reads a page
     temperature = fit_temperature(logits, val["turn"])
     centre, width = fit_skew_curve(*skew_found(shards))
     with torch.no_grad():

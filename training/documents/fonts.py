@@ -5,10 +5,11 @@ The recommended set comes from Debian packages (`scripts/setup.sh --fonts`, docs
 
     apt-get install -y fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf \
         fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea \
-        fonts-ipafont-mincho fonts-ipafont-gothic fonts-lohit-deva fonts-hosny-amiri
+        fonts-ipafont-mincho fonts-ipafont-gothic fonts-lohit-deva fonts-hosny-amiri fonts-kacst \
+        fonts-blankenburg fonts-gotico-antiqua
 
-(the last four for Japanese, Devanagari and Arabic pages). STN_FONT_DIRS (os.pathsep-separated)
-adds folders to search first.
+(Japanese, Devanagari and Arabic pages; two blackletter faces, used like any Latin font).
+STN_FONT_DIRS (os.pathsep-separated) adds folders to search first.
 
 With none of them the generator falls back to OpenCV's built-in Hershey fonts (see layout.py).
 STN_FONT_DIRS replaces the system folders with others (see font_dirs).

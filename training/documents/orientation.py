@@ -188,6 +188,51 @@ class OrientationNet(nn.Module):
     def forward(self, view: torch.Tensor, rows: torch.Tensor, along: torch.Tensor):
         return self.classify(normalise_view(view), normalise_view(rows), along)[0]
 
+    def every_turn(self, view: torch.Tensor, rows: torch.Tensor, along: torch.Tensor):
+        """Normalised copies -> logits (4, N, 4): the page read again after each further quarter
+        turn a = 0..3, each row a's logits counted back to the page as given (so that they can be
+        averaged: `vote`). A turned page's copies are the given ones rearranged, as
+        orientation_data.quarter_turned rearranges cached ones: the view turns with the page; the
+        rows, laid along the lines, stay or make a half turn, and the axis swaps on odd turns. So
+        the row branch runs twice (the rows, and their half turn), the view branch four times,
+        and the line branch once (its vote on the half turn is minus its vote, by construction)."""
+        n = view.shape[0]
+        views = torch.cat([quarter_turn(view, a) for a in range(TURNS)], 0)
+        from_views = self.view_branch(views)
+        both = self.row_branch(torch.cat([rows, rows.flip(2).flip(3)], 0))
+        rows_as_given, rows_half = both[:n], both[n:]
+        lines = self.line_branch(rows)
+        keep, swapped = along, 1.0 - along
+        out = []
+        for a in range(TURNS):
+            # whether turn a puts the rows upside down (quarter_turned's `flip`)
+            flip = (0.0, 1.0 - along, 1.0, along)[a]
+            flip = torch.as_tensor(flip, dtype=view.dtype).reshape(-1, 1)
+            in_rows = (1.0 - flip) * (rows_as_given + lines) + flip * (rows_half - lines)
+            logits = from_views[a * n : (a + 1) * n] + to_view_frame(
+                in_rows, keep if a % 2 == 0 else swapped
+            )
+            out.append(torch.roll(logits, -a, dims=1))  # back[:, k] = logits[:, k + a]
+        return torch.stack(out, 0)
+
+
+def quarter_turn(x: torch.Tensor, a: int) -> torch.Tensor:
+    """(N, C, H, W) turned a quarter turns counter-clockwise, as numpy.rot90 turns a picture
+    (torch.rot90 has no ONNX export)."""
+    if a % 4 == 1:
+        return x.transpose(2, 3).flip(2)
+    if a % 4 == 2:
+        return x.flip(2).flip(3)
+    if a % 4 == 3:
+        return x.transpose(2, 3).flip(3)
+    return x
+
+
+def vote(every: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """`every_turn`'s logits (4, N, 4) -> (N, 4) the mean of their softmaxes at `temperature`:
+    the probability of each turn, the four readings agreeing or not."""
+    return torch.stack([softmax_written_out(x / temperature) for x in every], 0).mean(0)
+
 
 def turn_pairs(probabilities: torch.Tensor) -> torch.Tensor:
     """(N, 4) weights over the quarter turns -> (N, 2) the cos, sin they sum to: a one-hot row

@@ -38,10 +38,6 @@ VARIED_KINDS = {
     **SPECIAL_KINDS,
 }
 CLEF = "\U0001d11e"  # the G clef: FreeSerif draws it; other fonts get a hand-drawn one
-# Blackletter, as old German books and newspapers are set (fonts-blankenburg, when installed):
-# fonts.py cannot tell a blackletter font by its glyphs, so they are known by name.
-BLACKLETTER = ("blankenburg",)
-OLD_STYLE = ("newspaper", "book", "article", "title")  # kinds set in blackletter at times
 
 
 class VariedPageRenderer(PageRenderer):
@@ -59,9 +55,6 @@ class VariedPageRenderer(PageRenderer):
                 self.head_font = self._pick_font(bold=self.rng.random() < 0.7)
             else:
                 self.kind = "newspaper"  # no CJK font installed
-        old = [f for f in self.fonts if any(n in f.path.lower() for n in BLACKLETTER)]
-        if old and self.kind in OLD_STYLE and self.rng.random() < 0.3:
-            self.body_font = self.head_font = old[int(self.rng.integers(len(old)))]
         if self.kind in SPECIAL_KINDS and self.kind != "vertical":
             self.aspect_portrait()
 
