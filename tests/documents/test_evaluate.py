@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stn_align.service.cli import main
-from stn_align.training.documents import evaluate
+from stn_align.training.documents import eval_pages, evaluate
 from stn_align.training.documents.layout import render_page
 
 
@@ -27,9 +27,9 @@ def pages_dir(tmp_path_factory):
 
 
 def test_rotation_samples_are_seeded_and_truthful(pages_dir):
-    a = list(evaluate.rotation_samples(pages_dir, 3, seed=1))
-    b = list(evaluate.rotation_samples(pages_dir, 3, seed=1))
-    c = list(evaluate.rotation_samples(pages_dir, 3, seed=2))
+    a = list(eval_pages.rotation_samples(pages_dir, 3, seed=1))
+    b = list(eval_pages.rotation_samples(pages_dir, 3, seed=1))
+    c = list(eval_pages.rotation_samples(pages_dir, 3, seed=2))
     assert len(a) == 6
     assert [s.applied for s in a] == [s.applied for s in b] != [s.applied for s in c]
     for s in a:
@@ -40,7 +40,7 @@ def test_rotation_samples_are_seeded_and_truthful(pages_dir):
 
 
 def test_zero_rotations_scores_pages_as_they_are(pages_dir):
-    samples = list(evaluate.rotation_samples(pages_dir, 0, seed=0))
+    samples = list(eval_pages.rotation_samples(pages_dir, 0, seed=0))
     assert [s.truth_angle for s in samples] == [0.0, 3.0]
     assert all(s.applied == 0.0 for s in samples)
 
@@ -103,8 +103,8 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 def test_dewarp_mode_scores_the_identity_beside_the_model(pages_dir):
     from stn_align.training.documents import metrics
 
-    a = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))
-    b = list(evaluate.dewarp_samples(pages_dir, 2, seed=1))
+    a = list(eval_pages.dewarp_samples(pages_dir, 2, seed=1))
+    b = list(eval_pages.dewarp_samples(pages_dir, 2, seed=1))
     assert len(a) == 4
     assert all(np.array_equal(x.truth_params, y.truth_params) for x, y in zip(a, b, strict=True))
     report = evaluate.evaluate(pages_dir, None, mode="dewarp", rotations=2, seed=1, progress=False)

@@ -8,24 +8,24 @@ import numpy as np
 import pytest
 
 from stn_align.service.cli import main
-from stn_align.training.documents import evaluate, metrics, report
+from stn_align.training.documents import eval_pages, evaluate, metrics, report
 
 
 def test_pages_csv_gives_kinds_scripts_and_the_split(tmp_path, monkeypatch, fake_bank):
     pages, split = fake_bank
-    monkeypatch.setattr(evaluate, "split_pages", _split_with(split))
-    rows = evaluate.read_table(pages)
+    monkeypatch.setattr(eval_pages, "split_pages", _split_with(split))
+    rows = eval_pages.read_table(pages)
     assert len(rows) == 6 and rows[0].kind == "book" and rows[0].content_angle == -0.3
     assert [r.skew_ok for r in rows[:2]] == [True, False] and rows[5].script == "none"
-    val = evaluate.split_files(pages, "val")
+    val = eval_pages.split_files(pages, "val")
     assert val == {"002-book-p2.png", "005-book-p5.png"}
-    samples = list(evaluate.rotation_samples(pages, 2, seed=3, only=val))
+    samples = list(eval_pages.rotation_samples(pages, 2, seed=3, only=val))
     assert [s.source for s in samples] == ["002-book-p2.png"] * 2 + ["005-book-p5.png"] * 2
     # The seeds are those of the whole table: page 5's copies do not depend on the split.
-    alone = list(evaluate.rotation_samples(pages, 2, seed=3, only={"005-book-p5.png"}))
+    alone = list(eval_pages.rotation_samples(pages, 2, seed=3, only={"005-book-p5.png"}))
     assert [s.applied for s in alone] == [s.applied for s in samples[2:]]
     with pytest.raises(ValueError, match="pages.csv"):
-        evaluate.split_files(tmp_path, "val")
+        eval_pages.split_files(tmp_path, "val")
 
 
 def _split_with(split_file):
@@ -81,7 +81,7 @@ def test_cli_scores_a_split_with_a_confident_model(tmp_path, monkeypatch, fake_b
     from stn_align.training.export import export_model
 
     pages, split = fake_bank
-    monkeypatch.setattr(evaluate, "split_pages", _split_with(split))
+    monkeypatch.setattr(eval_pages, "split_pages", _split_with(split))
     cfg = ModelConfig(family="rotation", localiser="doc", input_size=256, letterbox_fill=0)
     export_model(build_model(cfg), tmp_path / "models" / "doc-rotation.onnx")
     out = tmp_path / "out"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stn_align.training.documents import evaluate, metrics
+from stn_align.training.documents import eval_pages, metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = ROOT / "exported"
@@ -53,7 +53,7 @@ def test_perspective_corners_within_a_floor(pipeline, documents_dir):
     options = AlignOptions(models=["doc-perspective"], encoding="none")
     errors = []
     pages = {"cardinal-1.png", "skew.png", "epson.png"}
-    for sample in evaluate.perspective_samples(documents_dir, 1, seed=0, only=pages):
+    for sample in eval_pages.perspective_samples(documents_dir, 1, seed=0, only=pages):
         corners = pipeline.align(sample.image, options).corners
         errors.append(metrics.corner_error(corners, sample.truth_corners))
     assert len(errors) == 3
@@ -100,7 +100,7 @@ def test_dewarp_takes_most_of_the_curl_out(pipeline, documents_dir):
     options = AlignOptions(models=["doc-dewarp"], encoding="none")
     model, identity = [], []
     pages = {"cardinal-1.png", "cardinal-2.png", "deskew-8.png"}
-    for sample in evaluate.dewarp_samples(documents_dir, 1, seed=0, only=pages):
+    for sample in eval_pages.dewarp_samples(documents_dir, 1, seed=0, only=pages):
         theta = pipeline.align(sample.image, options).stages[-1].theta
         hw = sample.image.shape[:2]
         model.append(metrics.grid_error(theta, sample.truth_params, hw))
@@ -117,9 +117,9 @@ def _val_rotation_errors(pipeline, pages_dir, rotations: int, seed: int):
     from stn_align.service.pipeline import AlignOptions
 
     options = AlignOptions(models=["doc-rotation"], encoding="none")
-    only = evaluate.split_files(pages_dir, "val")
+    only = eval_pages.split_files(pages_dir, "val")
     out = []
-    for sample in evaluate.rotation_samples(pages_dir, rotations, seed, only=only):
+    for sample in eval_pages.rotation_samples(pages_dir, rotations, seed, only=only):
         error = metrics.angle_error(pipeline.align(sample.image, options).angle, sample.truth_angle)
         out.append((error, error if sample.skew_ok else None))
     return out

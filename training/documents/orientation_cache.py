@@ -140,7 +140,7 @@ def build_train_cache(cfg: FitConfig, localiser) -> list[Path]:
 
 def build_val_cache(cfg: FitConfig, localiser) -> dict[str, np.ndarray]:
     """The val pages turned as `stn evaluate --split val` turns them, through the front."""
-    from stn_align.training.documents import evaluate
+    from stn_align.training.documents import eval_pages
 
     d = cfg.data
     path = cfg.cache_dir / f"val-r{d.val_rotations}-s{d.val_seed}.npz"
@@ -150,7 +150,7 @@ def build_val_cache(cfg: FitConfig, localiser) -> dict[str, np.ndarray]:
     records = split_pages(load_pages(folder), "val", **_split_kwargs(cfg))
     only = {r.path.name for r in records}
     images, angles, kinds, scripts, skew_ok, names = [], [], [], [], [], []
-    for sample in evaluate.rotation_samples(folder, d.val_rotations, d.val_seed, only=only):
+    for sample in eval_pages.rotation_samples(folder, d.val_rotations, d.val_seed, only=only):
         grey = to_channels(sample.image, 1)
         images.append(localiser_input(grey, cfg.input_size, "letterbox", 0)[:, :, 0])
         angles.append(sample.truth_angle)

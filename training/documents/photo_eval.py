@@ -34,7 +34,7 @@ LONG_SIDES = (1000, 1600)
 
 @dataclass
 class Photo:
-    """One evaluation photo (the fields evaluate.Sample has for perspective mode)."""
+    """One evaluation photo (the fields eval_pages.Sample has for perspective mode)."""
 
     name: str  # e.g. "page.png@3" for the page's 3rd photo, "blank@2" for a photo with no page
     source: str

@@ -1,4 +1,4 @@
-"""Skew by projection profiles, in-graph, and the rotation localiser built on it.
+"""Skew by projection profiles, in-graph: the weight-free front of doc-rotation.
 
 Text lines make the row (or column) sums of a page's ink peaky when the page is straight and flat
 when it is turned, so the skew modulo 90 degrees is the angle whose de-rotated page has the most
@@ -7,10 +7,10 @@ fine: 15 fixed candidate angles (nearest-pixel sampling by a constant Gather), t
 shears done by fixed 1-D convolutions; no weights, no data-dependent control flow and no ArgMax or
 Atan (softmax-weighted means instead), so it exports to ONNX.
 
-The profiles also tell which axis the lines lie on once the skew is undone. `SnapRotation` takes
-the skew and axis from the profiles (ProfileSkew on a half-size copy, then SkewRefine at full size)
-and the remaining half turn from two readers of the page (direction.py's line reader and a learned
-cascade), and composes them: one (cos, sin), the original warped once.
+The profiles also tell which axis the lines lie on once the skew is undone. rotation_model.py's
+`RotationLocaliser` takes the skew and axis from here (ProfileSkew on a half-size copy, then
+SkewRefine at full size) and which quarter turn is upright from the orientation classifier
+(orientation.py), and composes them: one (cos, sin), the original warped once.
 """
 
 from __future__ import annotations
