@@ -143,13 +143,15 @@ def test_a_quarter_turned_cache_entry_is_what_the_front_gives_for_the_turned_pag
 
 
 def test_line_branch_votes_opposite_on_a_half_turn():
+    torch.manual_seed(0)
     branch = o.LineBranch().eval()
     for p in branch.parameters():
         torch.nn.init.normal_(p, 0, 0.3)
     rows = torch.rand(3, 1, 256, 64) ** 3
     with torch.no_grad():
         upright, turned = branch(rows), branch(rows.flip(2).flip(3))
-    assert torch.allclose(upright, -turned, atol=1e-6)
+    # The strips are summed in the other order on the half turn: equal to float rounding.
+    assert torch.allclose(upright, -turned, rtol=1e-5, atol=1e-5)
     assert float(upright[:, 0].abs().min()) > 0  # it has an opinion...
     assert torch.all(upright[:, 1] == 0) and torch.all(upright[:, 3] == 0)  # ...on the half turn
     values, along = torch.randn(5, 4), torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])

@@ -143,9 +143,9 @@ class RotationLocaliser(nn.Module):
                 x1 = int(rng.uniform(0.5, 0.9) * size)
                 cv2.line(page, (x0, y), (x1, y), float(rng.uniform(20, 80)), max(1, size // 200))
             turn = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-180, 180)), 1)
-            page = cv2.warpAffine(page, turn, (size, size), borderValue=float(page[0, 0]))
-            page = cv2.GaussianBlur(page, (0, 0), 0.8) + rng.normal(0, 3, page.shape)
-            images.append(np.repeat(page[:, :, None], channels, axis=2))
+            turned = cv2.warpAffine(page, turn, (size, size), borderValue=float(page[0, 0]))
+            noisy = cv2.GaussianBlur(turned, (0, 0), 0.8) + rng.normal(0, 3, turned.shape)
+            images.append(np.repeat(noisy[:, :, None], channels, axis=2))
         return np.clip(np.stack(images), 0, 255).astype(np.uint8)
 
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
