@@ -13,8 +13,9 @@ end). The stages, each skipped when its output is already there:
 3. the validation examples: the val split's pages turned as `stn evaluate --split val` does;
 4. the orientation classifier (orientation.py), trained on the cached views; the step kept is
    the one with the best validation log-likelihood;
-5. calibration on the validation views: the softmax temperature (log-likelihood), and the
-   curve that turns the skew search's peak contrast into the skew confidence;
+5. calibration: the softmax temperature, by log-likelihood of the four-turn vote on the
+   validation views (as the exported model reads a page: OrientationNet.every_turn), and the
+   curve that turns the skew search's peak contrast into the skew confidence (training views);
 6. the checkpoint (plain data: `torch.load(path, weights_only=True)`), then the export.
 
 The only weights are the classifier's; the skew search has none. Progress goes to `logging`.
