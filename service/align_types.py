@@ -37,6 +37,13 @@ def quoted(text: str, limit: int = ECHO_LIMIT) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def checked_min_confidence(value: float | None) -> float | None:
+    """A caller's orientation-confidence threshold, None (the server's setting) or 0..1."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadOptions(f"min_confidence must be 0..1, got {value}")
+    return value
+
+
 @dataclass
 class AlignOptions:
     models: Sequence[str] | None = None  # None or empty: the default model (chain)

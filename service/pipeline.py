@@ -58,6 +58,7 @@ from stn_align.service.align_types import (
     OutputTooLarge,
     StageResult,
     UnknownModel,
+    checked_min_confidence,
     quoted,
 )
 from stn_align.service.batching import MicroBatcher
@@ -270,6 +271,7 @@ class Pipeline:
         if image.ndim == 2:
             image = image[:, :, None]
         models = self.resolve(options.models)
+        min_confidence = self._min_confidence(options)  # checked before any work
         if options.out_hw:
             imageio.check_pixels(*options.out_hw, self.config.max_pixels, "requested output")
             _check_raw_size(options.out_hw, image.shape[2], options)  # before any work
@@ -289,7 +291,7 @@ class Pipeline:
             held = (
                 confidence is not None
                 and "orientation" in what
-                and float(confidence[0]) < self._min_confidence(options)
+                and float(confidence[0]) < min_confidence
             )
             if held and confidence is not None:
                 theta = hold_orientation(theta, confidence)
@@ -365,11 +367,8 @@ class Pipeline:
         return result
 
     def _min_confidence(self, options: AlignOptions) -> float:
-        if options.min_confidence is None:
-            return self.config.min_orientation_confidence
-        if not 0.0 <= options.min_confidence <= 1.0:
-            raise BadOptions(f"min_confidence must be 0..1, got {options.min_confidence}")
-        return options.min_confidence
+        threshold = checked_min_confidence(options.min_confidence)
+        return self.config.min_orientation_confidence if threshold is None else threshold
 
     def _warp(self, image, models, result: AlignResult, tps_maps, options) -> np.ndarray:
         model = models[0]

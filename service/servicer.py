@@ -19,6 +19,7 @@ from stn_align.service.align_types import (
     Cancelled,
     OutputTooLarge,
     UnknownModel,
+    checked_min_confidence,
 )
 from stn_align.service.batching import QueueFull, Stopped
 from stn_align.service.limits import STOPPED, Draining, Overloaded, TooLarge, refuse
@@ -84,9 +85,9 @@ def options_from(request: pb.AlignRequest) -> AlignOptions:
     fill = out.fill if out.HasField("fill") else 255.0
     if not 0.0 <= fill <= 255.0:
         raise BadOptions(f"fill must be 0..255, got {fill}")
-    min_confidence = request.min_confidence if request.HasField("min_confidence") else None
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise BadOptions(f"min_confidence must be 0..1, got {min_confidence}")
+    min_confidence = checked_min_confidence(
+        request.min_confidence if request.HasField("min_confidence") else None
+    )
     return AlignOptions(
         models=list(request.models) or ([request.model] if request.model else None),
         out_hw=(out.height, out.width) if out.height else None,
