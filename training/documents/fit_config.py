@@ -49,6 +49,7 @@ class FitConfig:
     out_dir: str = "runs/doc-rotation"
     input_size: int = 768
     export: str = ""  # e.g. exported/doc-rotation.onnx: exported once fitted
+    workers: int = 2  # processes rendering the bank and the cache (the data do not depend on it)
     data: FitData = field(default_factory=FitData)
     train: FitTrain = field(default_factory=FitTrain)
 
@@ -61,6 +62,7 @@ def validate(cfg: FitConfig) -> FitConfig:
     d, t = cfg.data, cfg.train
     checks = [
         (cfg.input_size % 64 == 0 and cfg.input_size >= 128, "input_size", "a multiple of 64"),
+        (cfg.workers > 0, "workers", "positive"),
         (d.examples > 0, "data.examples", "positive"),
         (0 <= d.real_share <= 1, "data.real_share", "in [0, 1]"),
         (0 <= d.blank_share <= 1 - d.real_share, "data.blank_share", "in [0, 1 - real_share]"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from stn_align.core.preprocess import localiser_input, to_channels
 from stn_align.training.documents import orientation_data as od
-from stn_align.training.documents.bank import KINDS, MANIFEST, build_bank, load_bank
+from stn_align.training.documents.bank import KINDS, MANIFEST, build_bank, check_bank, load_bank
 from stn_align.training.documents.fit_config import FitConfig, FitData
 from stn_align.training.documents.real_pages import load_pages, split_pages
 
@@ -65,11 +65,20 @@ class Sources:
             records = split_pages(load_pages(d.pages), "train", **_split_kwargs(cfg))
             self.real = [(r, od.load_real_page(r)) for r in records]
         if d.real_share < 1:
-            if not (Path(d.bank) / MANIFEST).is_file():
-                log.info("rendering the synthetic page bank into %s (once)", d.bank)
-                build_bank(d.bank, d.bank_count, d.bank_seed, progress=False, style="varied")
+            self.ensure_bank(cfg)
             self.bank = load_bank(d.bank, d.bank_count)
             self.bank_kinds = _bank_kinds(Path(d.bank), len(self.bank))
+
+    @staticmethod
+    def ensure_bank(cfg: FitConfig) -> None:
+        """Render the synthetic bank if it is not there yet (its pages do not depend on how
+        many processes draw them)."""
+        d = cfg.data
+        if d.real_share < 1 and not (Path(d.bank) / MANIFEST).is_file():
+            log.info("rendering the synthetic page bank into %s (once)", d.bank)
+            build_bank(d.bank, d.bank_count, d.bank_seed, cfg.workers, False, style="varied")
+        elif d.real_share < 1:
+            check_bank(d.bank, d.bank_seed, "varied")
 
     def example(self, rng: np.random.Generator, d: FitData, size: int) -> od.Example:
         u = rng.random()
@@ -129,13 +138,51 @@ def build_train_cache(cfg: FitConfig, localiser) -> list[Path]:
     sizes = [min(d.shard_size, d.examples - i * d.shard_size) for i in range(count)]
     shards = [folder / f"shard-{i:05d}-n{n}.npz" for i, n in enumerate(sizes)]
     missing = [i for i, path in enumerate(shards) if not path.is_file()]
-    if missing:
-        sources, front = Sources(cfg), od.FrontSession(localiser, cfg.input_size)
-        for n, i in enumerate(missing):
-            od.write_shard(shards[i], **render_shard(cfg, front, sources, i))
-            log.info("training cache: shard %d of %d written (%d to go)", i + 1, len(shards),
-                     len(missing) - n - 1)  # fmt: skip
+    if not missing:
+        return shards
+    front = od.FrontSession(localiser, cfg.input_size)
+    workers = min(cfg.workers, len(missing))
+    if workers > 1:
+        Sources.ensure_bank(cfg)  # rendered once here, not by every process
+        rendered = _render_in_processes(cfg, front.onnx, shards, missing, workers)
+    else:
+        sources = Sources(cfg)
+        rendered = (_write(cfg, front, sources, shards, i) for i in missing)
+    for n, i in enumerate(rendered):
+        log.info("training cache: shard %d of %d written (%d to go)", i + 1, len(shards),
+                 len(missing) - n - 1)  # fmt: skip
     return shards
+
+
+def _write(cfg: FitConfig, front, sources: Sources, shards: list[Path], i: int) -> int:
+    od.write_shard(shards[i], **render_shard(cfg, front, sources, i))
+    return i
+
+
+# A shard depends on the seed, its index and the sources alone, so shards can be rendered in any
+# order by any number of processes. Each process loads the sources once (the bank: a few GB) and
+# opens the front from its ONNX bytes; "spawn" keeps torch's thread pools out of the children.
+_worker: dict = {}
+
+
+def _start_worker(cfg: FitConfig, onnx: bytes) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _worker.update(cfg=cfg, front=od.FrontSession.from_onnx(onnx), sources=Sources(cfg))
+
+
+def _write_in_worker(job: tuple[list[Path], int]) -> int:
+    shards, i = job
+    return _write(_worker["cfg"], _worker["front"], _worker["sources"], shards, i)
+
+
+def _render_in_processes(cfg, onnx: bytes, shards, missing, workers: int):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, _start_worker, (cfg, onnx)) as pool:
+        yield from pool.imap_unordered(_write_in_worker, [(shards, i) for i in missing])
 
 
 def build_val_cache(cfg: FitConfig, localiser) -> dict[str, np.ndarray]:

@@ -164,33 +164,43 @@ class FrontGraph(torch.nn.Module):
 
 
 class FrontSession:
-    """FrontGraph exported to a temporary ONNX file and run on one thread."""
+    """FrontGraph exported to ONNX and run on one thread. `onnx` (the exported bytes) lets other
+    processes open the same front without torch (`FrontSession.from_onnx`)."""
 
     def __init__(self, localiser, size: int = INPUT_SIZE):
-        import tempfile
+        import io
         import warnings
-
-        import onnxruntime as ort
 
         graph = FrontGraph(localiser).eval()
         example = torch.zeros(2, size, size, dtype=torch.uint8)
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            path = Path(tmp) / "front.onnx"
             torch.onnx.export(
-                graph, (example,), str(path), input_names=["images"], output_names=list(OUTPUTS),
+                graph, (example,), buffer, input_names=["images"], output_names=list(OUTPUTS),
                 opset_version=17, dynamo=False,
                 dynamic_axes={name: {0: "n"} for name in ("images", *OUTPUTS)},
             )  # fmt: skip
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.log_severity_level = 3
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+        self.onnx = buffer.getvalue()
+        self.session = _front_session(self.onnx)
+
+    @classmethod
+    def from_onnx(cls, onnx: bytes) -> FrontSession:
+        front = cls.__new__(cls)
+        front.onnx, front.session = onnx, _front_session(onnx)
+        return front
 
     def __call__(self, images: np.ndarray):
         return self.session.run(None, {"images": images})
+
+
+def _front_session(onnx: bytes):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
 
 def views(front: FrontSession, images: np.ndarray, batch: int = 16) -> dict[str, np.ndarray]:
