@@ -67,3 +67,19 @@ def test_bank_renders_once_and_loads(tmp_path):
     assert np.array_equal(
         pages[1], load_bank(build_bank(folder, count=3, seed=7, progress=False))[1]
     )
+
+
+def test_a_bank_of_another_seed_or_generator_version_is_refused(tmp_path):
+    import json
+
+    from stn_align.training.documents.bank import MANIFEST, VARIED_GENERATOR
+
+    folder = build_bank(tmp_path / "varied", count=2, seed=7, progress=False, style="varied")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["generator"] == VARIED_GENERATOR
+    with pytest.raises(ValueError, match="seed 7"):
+        build_bank(folder, count=2, seed=8, progress=False, style="varied")
+    manifest["generator"] = VARIED_GENERATOR - 1  # drawn by an older generator
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"version {VARIED_GENERATOR - 1}"):
+        build_bank(folder, count=2, seed=7, progress=False, style="varied")
