@@ -168,20 +168,20 @@ class FrontSession:
     processes open the same front without torch (`FrontSession.from_onnx`)."""
 
     def __init__(self, localiser, size: int = INPUT_SIZE):
-        import io
+        import tempfile
         import warnings
 
         graph = FrontGraph(localiser).eval()
         example = torch.zeros(2, size, size, dtype=torch.uint8)
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            path = Path(tmp) / "front.onnx"
             torch.onnx.export(
-                graph, (example,), buffer, input_names=["images"], output_names=list(OUTPUTS),
+                graph, (example,), str(path), input_names=["images"], output_names=list(OUTPUTS),
                 opset_version=17, dynamo=False,
                 dynamic_axes={name: {0: "n"} for name in ("images", *OUTPUTS)},
             )  # fmt: skip
-        self.onnx = buffer.getvalue()
+            self.onnx = path.read_bytes()
         self.session = _front_session(self.onnx)
 
     @classmethod
