@@ -74,11 +74,13 @@ class Sources:
         """Render the synthetic bank if it is not there yet (its pages do not depend on how
         many processes draw them)."""
         d = cfg.data
-        if d.real_share < 1 and not (Path(d.bank) / MANIFEST).is_file():
+        if d.real_share >= 1:
+            return  # no synthetic pages in this recipe
+        if (Path(d.bank) / MANIFEST).is_file():
+            check_bank(d.bank, d.bank_seed, "varied")
+        else:
             log.info("rendering the synthetic page bank into %s (once)", d.bank)
             build_bank(d.bank, d.bank_count, d.bank_seed, cfg.workers, False, style="varied")
-        elif d.real_share < 1:
-            check_bank(d.bank, d.bank_seed, "varied")
 
     def example(self, rng: np.random.Generator, d: FitData, size: int) -> od.Example:
         u = rng.random()
@@ -165,24 +167,25 @@ def _write(cfg: FitConfig, front, sources: Sources, shards: list[Path], i: int) 
 _worker: dict = {}
 
 
-def _start_worker(cfg: FitConfig, onnx: bytes) -> None:
+def _start_worker(cfg: FitConfig, onnx: bytes, shards: list[Path]) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _worker.update(cfg=cfg, front=od.FrontSession.from_onnx(onnx), sources=Sources(cfg))
+    front, sources = od.FrontSession.from_onnx(onnx), Sources(cfg)
+    _worker.update(cfg=cfg, front=front, sources=sources, shards=shards)
 
 
-def _write_in_worker(job: tuple[list[Path], int]) -> int:
-    shards, i = job
-    return _write(_worker["cfg"], _worker["front"], _worker["sources"], shards, i)
+def _write_in_worker(i: int) -> int:
+    w = _worker
+    return _write(w["cfg"], w["front"], w["sources"], w["shards"], i)
 
 
 def _render_in_processes(cfg, onnx: bytes, shards, missing, workers: int):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _start_worker, (cfg, onnx)) as pool:
-        yield from pool.imap_unordered(_write_in_worker, [(shards, i) for i in missing])
+    with context.Pool(workers, _start_worker, (cfg, onnx, shards)) as pool:
+        yield from pool.imap_unordered(_write_in_worker, missing)
 
 
 def build_val_cache(cfg: FitConfig, localiser) -> dict[str, np.ndarray]:
