@@ -7,6 +7,7 @@ submitted from a few threads so the micro-batcher can batch them. Prints the med
     .venv/bin/python -m bench.documents_throughput --model doc-rotation --pages 100 --runs 5
     .venv/bin/python -m bench.documents_throughput --model doc-perspective+doc-rotation
     .venv/bin/python -m bench.documents_throughput --batch-workers 1 --threads 2  # serial batches
+    .venv/bin/python -m bench.documents_throughput --second-read-below 1  # every page read twice
 
 The localiser runs as the service's settings say (batch_workers, ort_threads; 0 for either means
 the service's default). Besides pages/s it prints the cores kept busy (process CPU time over wall
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-workers", type=int, default=0, help="localiser runs at once (0: the service's)"
     )
+    parser.add_argument(
+        "--second-read-below",
+        type=float,
+        default=None,
+        help="the service setting (default: its default); 1 reads every page's corners again, "
+        "0 none: the cost of the second read (service/orientation.py)",
+    )
     args = parser.parse_args(argv)
 
     names = sorted(set(args.model.split("+")))
@@ -51,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_workers=args.batch_workers,
         warp="opencv",
     )
+    if args.second_read_below is not None:
+        config = config.replace(second_read_below=args.second_read_below)
     pipe = Pipeline.from_dir(args.model_dir, config)
     pipe.warmup(2)
     page = turned_page()
@@ -59,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     rates: list[float] = []
     busy: list[float] = []
     timings: list[dict[str, float]] = []
+    read_again = 0
     for _ in range(args.runs):
         t, cpu = time.perf_counter(), time.process_time()
         results = pipe.align_many(pages, options, workers=args.workers)
@@ -69,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if errors:
             raise errors[0]
         timings.extend(r.timings for r in results if not isinstance(r, Exception))
+        read_again += sum(
+            any(s.read_again for s in r.stages) for r in results if not isinstance(r, Exception)
+        )
     pipe.close()
     mean = {
         k: statistics.median(t[k] for t in timings) for k in ("resize_ms", "localise_ms", "warp_ms")
@@ -79,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads, "
         f"{config.cpu_batch_workers()} batch workers of {config.intra_op_threads()} ORT threads"
     )
+    print(f"pages read again (second read): {read_again} of {args.runs * args.pages}")
     print(f"pages/s per run: {', '.join(f'{r:.1f}' for r in rates)}")
     print(f"median pages/s: {statistics.median(rates):.1f}")
     # Cores kept busy: with the pages/s, this tells a slow machine (busy cores, few pages) from

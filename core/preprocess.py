@@ -72,3 +72,25 @@ def _interpolation(hw: Size, size: int) -> int:
     # Below a 2x shrink linear already reads every input pixel, and OpenCV's area path for such
     # ratios took 6.3 ms against 1.3 for a 1 MP page (doc-rotation scored the same either way).
     return cv2.INTER_AREA if max(hw) >= 2 * size else cv2.INTER_LINEAR
+
+
+# A second, closer read (service/orientation.py) and the training examples that prepare the
+# classifier for it crop the image the same way: one corner, this share of each side.
+QUARTER = 0.55
+
+
+def quarter_boxes(hw: Size) -> list[tuple[int, int, int, int]]:
+    """The four corner crops of an image of size hw as (top, left, height, width): top-left,
+    top-right, bottom-left, bottom-right, each QUARTER of each side (they overlap a little)."""
+    h, w = hw
+    ch, cw = int(round(QUARTER * h)), int(round(QUARTER * w))
+    return [(y, x, ch, cw) for y in (0, h - ch) for x in (0, w - cw)]
+
+
+def quarters(image: np.ndarray, input_size: int) -> list[np.ndarray]:
+    """HxW[xC] -> its four corner crops (quarter_boxes); none when the image is no larger than
+    `input_size`, as then the localiser's copy of the whole image already shows every pixel."""
+    hw = (int(image.shape[0]), int(image.shape[1]))
+    if max(hw) <= input_size:
+        return []
+    return [image[y : y + ch, x : x + cw] for y, x, ch, cw in quarter_boxes(hw)]

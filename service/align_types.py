@@ -57,7 +57,7 @@ class AlignOptions:
     # rest of the response); None: no limit (in-process callers).
     max_output_bytes: int | None = None
     # Below this orientation confidence a rotation model's page is not turned by quarter turns
-    # (pipeline.hold_orientation); None: the min_orientation_confidence setting.
+    # (orientation.hold); None: the min_orientation_confidence setting.
     min_confidence: float | None = None
 
 
@@ -73,6 +73,7 @@ class StageResult:
     corner_confidence: float | None = None  # how sure a projective model is of its corners
     confidence: np.ndarray | None = None  # the model's `confidence` output, as it gave it
     held: bool = False  # the orientation was left alone: its confidence was under the threshold
+    read_again: bool = False  # the page's quarters were read too (service/second_read.py)
 
 
 @dataclass

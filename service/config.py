@@ -126,6 +126,13 @@ class ServiceConfig:
         "sure; a page with nothing to read comes back as it is) and is flagged for review",
         minimum=0,
     )
+    second_read_below: float = setting(
+        0.95,
+        "rotation models that report a confidence: below this orientation confidence (0-1) the "
+        "page's four quarters are read again at about twice the resolution and the five reads "
+        "vote on which way is up (service/orientation.py); 0 turns the second read off",
+        minimum=0,
+    )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
     max_queue_size: int = setting(
@@ -266,16 +273,12 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         raise ConfigError(
             f"{_describe(_BY_NAME['address'])}: expected host:port, got {config.address!r}"
         )
-    if config.min_corner_confidence > 1:
-        raise ConfigError(
-            f"{_describe(_BY_NAME['min_corner_confidence'])}: "
-            f"{config.min_corner_confidence} is above 1 (confidences run from 0 to 1)"
-        )
-    if config.min_orientation_confidence > 1:
-        raise ConfigError(
-            f"{_describe(_BY_NAME['min_orientation_confidence'])}: "
-            f"{config.min_orientation_confidence} is above 1 (confidences run from 0 to 1)"
-        )
+    for name in ("min_corner_confidence", "min_orientation_confidence", "second_read_below"):
+        if getattr(config, name) > 1:
+            raise ConfigError(
+                f"{_describe(_BY_NAME[name])}: "
+                f"{getattr(config, name)} is above 1 (confidences run from 0 to 1)"
+            )
     if config.require_gpu and config.device == "cpu":
         raise ConfigError("settings require_gpu and device=cpu contradict each other")
     return config

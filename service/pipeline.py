@@ -13,7 +13,9 @@
     result.corner_confidence  # 0-1 from a projective model that gives one; below the setting
                               # min_corner_confidence its stage is the identity (no page found)
     result.orientation_confidence  # 0-1 from a rotation model that gives one; below
-    result.review        # min_confidence it is not turned by quarter turns, and review is set
+    result.review        # min_confidence it is not turned by quarter turns, and review is set;
+                         # below second_read_below its page is read again, closer
+                         # (service/orientation.py; StageResult.read_again)
     result.stages        # per model: theta, matrix, angle, corners, out_hw
     result.rectified     # HxWxC uint8, None when encoding == "none"
     result.encoded       # PNG/JPEG/raw bytes when align_bytes or encode was asked for
@@ -47,9 +49,8 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 import numpy as np
 
 from stn_align.core import geometry
-from stn_align.core.families import family_spec
 from stn_align.core.preprocess import localiser_input, to_channels
-from stn_align.service import imageio, page_edges, warp
+from stn_align.service import imageio, orientation, page_edges, warp
 from stn_align.service.align_types import (
     AlignOptions,
     AlignResult,
@@ -70,29 +71,6 @@ from stn_align.service.models import CUDA, Model, load_repository
 DEFAULT_CHAIN = ("doc-rotation",)
 ALIVE_POLL_S = 0.25  # how often a call waiting for its localiser run looks at its caller
 ENCODINGS = ("png", "jpeg", "raw", "none")
-
-
-SKEW_SURE = 0.5  # a skew confidence from here up: the skew part is corrected on its own
-
-
-def hold_orientation(theta: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """A rotation theta whose orientation is not sure -> the theta that leaves the orientation
-    alone: only the skew (the angle less its nearest quarter turn) when the skew is sure
-    (confidence column 1), else no turn at all (a page with nothing to read comes back as is)."""
-    sure = len(confidence) < 2 or float(confidence[1]) >= SKEW_SURE
-    angle = geometry.skew_degrees(geometry.angle_degrees(theta)) if sure else 0.0
-    return geometry.rotation_params(angle)
-
-
-def _set_orientation_confidence(result: AlignResult) -> None:
-    """The last rotation stage's confidences, and whether it was held for review."""
-    for stage in result.stages:
-        what = family_spec(stage.family).confidence
-        if stage.confidence is not None and "orientation" in what:
-            result.orientation_confidence = float(stage.confidence[0])
-            if len(stage.confidence) > 1:
-                result.skew_confidence = float(stage.confidence[1])
-            result.review = stage.held
 
 
 def _ms(start: float) -> float:
@@ -225,28 +203,48 @@ class Pipeline:
     # -- the work ----------------------------------------------------------------------------
 
     def _localise(self, model: Model, small: np.ndarray, alive, timings) -> np.ndarray:
-        future = self.batchers[model.name].submit(small, alive)
-        while True:  # looking now and then whether the caller is still there
-            try:
-                theta, queue_s, run_s = future.result(timeout=ALIVE_POLL_S)
-                break
-            except TimeoutError:
-                if not alive():
-                    future.cancel()  # dropped before its run if it has not started
-                    raise Cancelled("the call was cancelled or its deadline expired") from None
-            except CancelledError:
-                raise Cancelled("the call was cancelled or its deadline expired") from None
-        timings["queue_ms"] += queue_s * 1000.0
-        timings["localise_ms"] += run_s * 1000.0
-        return theta
+        return self._localise_all(model, [small], alive, timings)[0]
 
-    def _small_copy(self, model: Model, image, acc, cur_hw, options) -> np.ndarray:
-        """The localiser's input, from the original or from the stages so far (at reduced size)."""
+    def _localise_all(self, model: Model, smalls, alive, timings) -> list[np.ndarray]:
+        """The localiser's output row for each input, all queued at once (so they can share a
+        run), waited for while looking now and then whether the caller is still there."""
+        futures: list = []
+        try:
+            for small in smalls:
+                futures.append(self.batchers[model.name].submit(small, alive))
+        except BaseException:  # refused (queue full): the ones queued already are not run
+            for future in futures:
+                future.cancel()
+            raise
+        rows = []
+        for future in futures:
+            while True:
+                try:
+                    row, queue_s, run_s = future.result(timeout=ALIVE_POLL_S)
+                    break
+                except TimeoutError:
+                    if not alive():
+                        for other in futures:
+                            other.cancel()  # dropped before its run if it has not started
+                        raise Cancelled("the call was cancelled or its deadline expired") from None
+                except CancelledError:
+                    raise Cancelled("the call was cancelled or its deadline expired") from None
+            timings["queue_ms"] += queue_s * 1000.0
+            timings["localise_ms"] += run_s * 1000.0
+            rows.append(row)
+        return rows
+
+    def _stage_image(self, model: Model, image, acc, cur_hw, options) -> np.ndarray:
+        """What the stage reads, in its model's channels: the original, or the stages so far
+        warped to a reduced size (4x the localiser's input, enough for its area resize)."""
         if acc is not None:
             longer = 4 * model.input_size
             image = warp.warp_reduced(image, acc, cur_hw, longer, options.border, options.fill)
+        return to_channels(image, model.contract.input_channels)
+
+    @staticmethod
+    def _small_copy(model: Model, image: np.ndarray) -> np.ndarray:
         c = model.contract
-        image = to_channels(image, c.input_channels)
         return localiser_input(image, c.input_size, c.preprocess, c.letterbox_fill)
 
     def align(
@@ -284,17 +282,24 @@ class Pipeline:
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
             t = time.perf_counter()
-            small = self._small_copy(model, image, acc, cur_hw, options)
+            seen = self._stage_image(model, image, acc, cur_hw, options)
+            small = self._small_copy(model, seen)
             timings["resize_ms"] += _ms(t)
             theta, confidence = model.split(self._localise(model, small, alive, timings))
             what = model.spec.confidence if confidence is not None else ()
+            read_again = False
+            if confidence is not None and "orientation" in what:
+                localise = functools.partial(self._localise_all, alive=alive, timings=timings)
+                theta, confidence, read_again = orientation.read_again(
+                    model, seen, theta, confidence, self.config.second_read_below, localise
+                )
             held = (
                 confidence is not None
                 and "orientation" in what
                 and float(confidence[0]) < min_confidence
             )
             if held and confidence is not None:
-                theta = hold_orientation(theta, confidence)
+                theta = orientation.hold(theta, confidence)
             if not np.isfinite(theta).all():
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
@@ -327,7 +332,7 @@ class Pipeline:
             stages.append(
                 StageResult(
                     model.name, model.family, theta, m, out_hw, stage_angle, stage_corners,
-                    corner_confidence, confidence, bool(held),
+                    corner_confidence, confidence, bool(held), read_again,
                 )
             )  # fmt: skip
             if stage_angle is not None:
@@ -355,7 +360,7 @@ class Pipeline:
             corner_confidence=result_confidence,
             timings=timings,
         )
-        _set_orientation_confidence(result)
+        orientation.report(result)
         if options.encoding != "none":
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")

@@ -143,6 +143,7 @@ def run_evaluate(args) -> int:
             split=args.split,
             blank=args.blank,
             threshold=args.min_confidence,
+            second_read_below=args.second_read_below,
         )
     except (FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -284,6 +285,14 @@ def add_commands(subparsers) -> None:
         metavar="X",
         help="threshold at which the orientation confidences are scored (default: the "
         "service's min_orientation_confidence); the answers themselves are never held back",
+    )
+    ev.add_argument(
+        "--second-read-below",
+        type=float,
+        default=None,
+        metavar="X",
+        help="the service setting second_read_below (default: the service's, 0.95): pages less "
+        "sure than this are read again, closer; 0 scores the first read alone",
     )
     ev.add_argument(
         "--model", help="model name in --model-dir (e.g. doc-rotation); omit to score peers only"

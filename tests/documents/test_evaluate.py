@@ -113,3 +113,9 @@ def test_dewarp_mode_scores_the_identity_beside_the_model(pages_dir):
     assert [r["grid_error_pct"] for r in rows] == pytest.approx(want, abs=1e-4)
     assert report["summary"]["no dewarping"]["mean_pct"] == pytest.approx(np.mean(want), abs=1e-3)
     assert min(want) > 0.0
+
+
+def test_a_bad_second_read_setting_is_named(pages_dir, capsys):
+    args = ["evaluate", str(pages_dir), "--model", "doc-rotation", "--second-read-below", "2"]
+    assert main(args) == 2
+    assert "second_read_below" in capsys.readouterr().err

@@ -9,6 +9,7 @@ and the dewarping model must take most of a curl out of a bent page.
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -129,14 +130,13 @@ def test_validation_pages_turned_over_the_circle_are_mostly_read_the_right_way_u
     pipeline, shared_data
 ):
     # The 55 validation pages (configs/pages-split.toml), 8 seeded turns each, as `stn evaluate
-    # --split val --rotations 8 --seed 0` turns them: the shipped file reads 90.9% of them the
-    # right way up (exported/doc-rotation.md), the two files before it 89.5% and 80.2%. One turn
-    # each is too few to tell the last two apart (48 and 42 of 55 with seed 0, 49 and 48 with
-    # seed 1).
+    # --split val --rotations 8 --seed 0` turns them: with the service's second read of unsure
+    # pages the shipped file reads 98.4% of them the right way up, 90.9% on its first read alone
+    # (exported/doc-rotation.md). One turn each is too few to tell files apart.
     errors = _val_rotation_errors(pipeline, shared_data / "pages", 8, 0)
     assert len(errors) == 440
     right = sum(e < 45.0 for e, _ in errors) / len(errors)
-    assert right >= 0.86, f"{100 * right:.1f}% the right way up"
+    assert right >= 0.96, f"{100 * right:.1f}% the right way up"
 
 
 def test_validation_pages_as_they_are_get_their_skew(pipeline, shared_data):
@@ -158,9 +158,14 @@ def test_a_page_with_nothing_to_read_is_left_as_it_is_and_flagged(pipeline):
         "white": np.full((1100, 850, 3), 255, np.uint8),
         "grey": np.full((1100, 850, 3), 128, np.uint8),
         "paper grain": (235 + rng.normal(0, 6, (1100, 850, 3))).clip(0, 255).astype(np.uint8),
+        "blurred noise photo": cv2.GaussianBlur(
+            rng.integers(0, 255, (1100, 850, 3)).astype(np.uint8), (0, 0), 8
+        ),
+        "uniform noise": rng.integers(0, 255, (1100, 850, 3)).astype(np.uint8),
     }
     for name, image in blank.items():
         result = pipeline.align(image, options)
         assert result.orientation_confidence is not None and result.orientation_confidence < 0.5
         assert result.review, name
+        assert result.stages[0].read_again, name  # and its corners, read again, are no surer
         assert abs(result.angle) < 1.0, f"{name}: turned by {result.angle:.1f}"

@@ -12,8 +12,10 @@ import pytest
 import service_testlib
 
 from stn_align.core import geometry
+from stn_align.core.preprocess import quarters
+from stn_align.service import orientation
 from stn_align.service.config import ConfigError, ServiceConfig
-from stn_align.service.pipeline import AlignOptions, BadOptions, Pipeline, hold_orientation
+from stn_align.service.pipeline import AlignOptions, BadOptions, Pipeline
 
 # Mean grey 248: the tiny model says (248 - 128) / 2 = 60 degrees, whose skew part is -30.
 GREY = 248
@@ -80,10 +82,10 @@ def test_bad_thresholds_are_refused(tmp_path):
 
 def test_hold_orientation_keeps_the_skew_part():
     theta = geometry.rotation_params(-97.0)
-    assert geometry.angle_degrees(hold_orientation(theta, np.array([0.4, 0.8]))) == pytest.approx(
+    assert geometry.angle_degrees(orientation.hold(theta, np.array([0.4, 0.8]))) == pytest.approx(
         -7.0, abs=1e-4
     )
-    assert geometry.angle_degrees(hold_orientation(theta, np.array([0.4, 0.2]))) == 0.0
+    assert geometry.angle_degrees(orientation.hold(theta, np.array([0.4, 0.2]))) == 0.0
     assert geometry.skew_degrees(44.0) == pytest.approx(44.0)
     assert geometry.skew_degrees(46.0) == pytest.approx(-44.0)
     assert geometry.skew_degrees(-180.0) == pytest.approx(0.0)
@@ -141,3 +143,77 @@ def test_align_json_and_rectify_manifest_list_the_pages_to_review(tmp_path, caps
     with pytest.raises(SystemExit):  # argparse refuses it, naming the flag
         main(["align", str(pages / "a.png"), *common, "--min-confidence", "1.5"])
     assert "--min-confidence: must be 0..1" in capsys.readouterr().err
+
+
+def test_quarters_are_the_four_corners_and_only_when_they_show_more():
+    image = np.arange(200 * 100).reshape(200, 100, 1)
+    crops = quarters(image, 32)
+    assert [c.shape[:2] for c in crops] == [(110, 55)] * 4
+    assert [int(c[0, 0, 0]) for c in crops] == [0, 45, 90 * 100, 90 * 100 + 45]
+    assert int(crops[3][-1, -1, 0]) == int(image[-1, -1, 0])
+    assert len(quarters(image, 199)) == 4
+    assert quarters(image, 200) == []  # the first read's copy already shows every pixel
+
+
+@pytest.mark.parametrize(
+    "angles,confidences,turn",
+    [
+        ([10.0, 10.2, 9.8, 10.1, 10.0], [0.6] * 5, 0),  # all agree
+        ([10.0, -80.0, -79.0, -81.0, 100.0], [0.6, 0.9, 0.9, 0.9, 0.5], 3),  # outvoted
+        ([10.0, -80.0, 100.0, 190.0, 10.0], [0.99, 0.5, 0.5, 0.5, 0.6], 0),  # sure and alone
+    ],
+)
+def test_the_vote(angles, confidences, turn):
+    chosen, sure = orientation.vote(np.array(angles), np.array(confidences))
+    assert chosen == turn
+    assert 0.25 <= sure <= 1.0
+
+
+def test_agreeing_unsure_reads_stay_unsure():
+    assert orientation.vote(np.zeros(5), np.full(5, 0.6))[1] == pytest.approx(0.6)
+    assert orientation.vote(np.zeros(5), np.full(5, 0.25))[1] == pytest.approx(0.25)
+
+
+def test_read_again_turns_by_the_vote_and_keeps_the_first_skew(tmp_path):
+    from stn_align.service.models import load_model
+
+    model = load_model(confident_dir(tmp_path, 0.6, 0.9) / "doc-rotation.onnx", "cpu", 1)
+    first = geometry.rotation_params(7.0)
+    quarter = np.concatenate([geometry.rotation_params(-82.5), [0.9, 0.9]])
+    seen = np.full((200, 200, 3), GREY, np.uint8)
+    asked = []
+
+    def localise(m, smalls):
+        asked.extend(smalls)
+        return [quarter] * len(smalls)
+
+    theta, confidence, again = orientation.read_again(
+        model, seen, first, np.array([0.6, 0.8]), 0.95, localise
+    )
+    assert again and len(asked) == 4 and asked[0].shape == (32, 32, 3)
+    assert geometry.angle_degrees(theta) == pytest.approx(-83.0, abs=1e-3)
+    assert confidence[0] > 0.6 and confidence[1] == pytest.approx(0.8)
+    theta, _, again = orientation.read_again(
+        model, seen, first, np.array([0.96, 0.8]), 0.95, localise
+    )
+    assert not again and geometry.angle_degrees(theta) == pytest.approx(7.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "below,side,again", [(0.95, 200, True), (0.0, 200, False), (0.95, 32, False)]
+)
+def test_the_pipeline_reads_unsure_pages_again(tmp_path, below, side, again):
+    folder = confident_dir(tmp_path, 0.6, 0.9)
+    config = ServiceConfig(
+        model_dir=str(folder), device="cpu", min_orientation_confidence=0.0,
+        second_read_below=below,
+    )  # fmt: skip
+    pipe = Pipeline.from_dir(str(folder), config)
+    try:
+        image = np.full((side, side, 3), GREY, np.uint8)
+        result = pipe.align(image, AlignOptions(encoding="none"))
+    finally:
+        pipe.close()
+    assert result.stages[0].read_again is again
+    assert result.angle == pytest.approx(ANGLE, abs=0.2)  # five reads of one grey agree
+    assert result.orientation_confidence == pytest.approx(0.6, abs=1e-4)

@@ -188,7 +188,8 @@ def test_chained_small_copy_matches_a_full_resolution_warp(pipeline):
     model = pipeline.models["doc-rotation"]
     stage_hw = (700, 1000)
     acc = geometry.pixel_matrix("rotation", geometry.rotation_params(8.0), (900, 1200), stage_hw)
-    ours = pipeline._small_copy(model, image, acc, stage_hw, AlignOptions())
+    seen = pipeline._stage_image(model, image, acc, stage_hw, AlignOptions())
+    ours = pipeline._small_copy(model, seen)
     full = warp.warp_matrix(image, acc, stage_hw)
     c = model.contract
     reference = localiser_input(full, c.input_size, c.preprocess, c.letterbox_fill)

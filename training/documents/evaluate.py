@@ -107,12 +107,14 @@ def evaluate(
     split: str | None = None,
     blank: int = 0,
     threshold: float | None = None,
+    second_read_below: float | None = None,
 ) -> dict:
     """Score the model (and peers) on the generated samples. Returns summaries (overall, and in
     rotation mode by kind and by script, and the calibration of the confidences at `threshold`,
     default the service's min_orientation_confidence), the per-sample predictions and a few
     before/after pairs for the contact sheet. The model's answers are its own, however unsure:
-    the threshold is scored, not applied. `split`: one side of the bank's split (pages.csv)."""
+    the threshold is scored, not applied. `split`: one side of the bank's split (pages.csv).
+    `second_read_below`: the service setting (None: its default)."""
     from stn_align.service.config import ServiceConfig
 
     folder = Path(folder)
@@ -125,6 +127,8 @@ def evaluate(
         config = ServiceConfig(
             model_dir=model_dir, models=model, warmup_runs=1, min_orientation_confidence=0.0
         )
+        if second_read_below is not None:
+            config = config.replace(second_read_below=second_read_below)
         pipeline = Pipeline.from_dir(
             model_dir, config if page_edges else config.replace(page_edges="none")
         )
