@@ -75,8 +75,6 @@ def test_recipe_settings_are_checked_by_name(tmp_path):
     assert cfg.data.val_rotations == 8 and cfg.input_size == 768
     with pytest.raises(ConfigError, match="data.examples"):
         load_fit_config(None, ["data.examples=0"])
-    with pytest.raises(ConfigError, match="data.quarter_share"):
-        load_fit_config(None, ["data.quarter_share=1.5"])
     with pytest.raises(ConfigError, match="train.stepz"):
         load_fit_config(None, ["train.stepz=3"])
     assert main(["fit", "doc-rotation", "--config", RECIPE, "--set", "data.real_share=2"]) == 2

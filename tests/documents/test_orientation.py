@@ -186,34 +186,3 @@ def test_every_turn_reads_the_page_as_each_quarter_turn_of_it_would_be_read():
             assert torch.allclose(every[a], torch.roll(alone, -a, dims=1), atol=1e-4)
     probabilities = o.vote(every)
     assert torch.allclose(probabilities.sum(1), torch.ones(2), atol=1e-6)
-
-
-def test_corner_examples_are_a_quarter_of_the_turned_page(monkeypatch):
-    """With data.quarter_share, an example is one corner of the turned page, cropped as the
-    service's second read crops it; without it, the random draws are the ones they always were
-    (so older caches stay the same recipe)."""
-    from stn_align.core.preprocess import localiser_input, quarter_boxes
-    from stn_align.training.documents import orientation_data as od
-
-    page = np.full((1000, 800), 230, np.uint8)
-    page[:40, :40] = 0  # a mark in each corner, darker clockwise from the top left
-    page[:40, -40:] = 60
-    page[-40:, -40:] = 120
-    page[-40:, :40] = 180
-    monkeypatch.setattr(od, "sample_angle", lambda rng, limit: 0.0)
-    monkeypatch.setattr(od.degrade, "camera", lambda image, rng: image)
-    monkeypatch.setattr(od.synth, "rotate_expand", lambda image, angle, fill: image)
-    image, angle = od.turn(page, np.random.default_rng(0), 256, quarter=True)
-    corners = [
-        localiser_input(page[y : y + h, x : x + w, None], 256, "letterbox", 0)[:, :, 0]
-        for y, x, h, w in quarter_boxes(page.shape)
-    ]
-    assert angle == 0.0 and sum(np.array_equal(image, c) for c in corners) == 1
-
-    drawn, plain = np.random.default_rng(5), np.random.default_rng(5)
-    side, quarter = od.page_side(drawn, 0.0)
-    assert not quarter and side == plain.uniform(650, 1050)
-    assert drawn.random() == plain.random()
-    sides = [od.page_side(np.random.default_rng(s), 0.5) for s in range(200)]
-    corner_sides = [side for side, quarter in sides if quarter]
-    assert 60 < len(corner_sides) < 140 and min(corner_sides) >= 1100

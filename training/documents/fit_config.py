@@ -23,9 +23,6 @@ class FitData:
     examples: int = 60000  # training examples rendered into the cache
     real_share: float = 0.5  # of them from real train pages
     blank_share: float = 0.05  # with nothing to read; the rest synthetic pages
-    # of the real and synthetic examples, one corner of a larger copy of the page, as the
-    # service's second read shows it (orientation_data.page_side)
-    quarter_share: float = 0.0
     shard_size: int = 500
     val_rotations: int = 8  # validation: each val page turned as `stn evaluate --split val` does
     val_seed: int = 0
@@ -69,7 +66,6 @@ def validate(cfg: FitConfig) -> FitConfig:
         (d.examples > 0, "data.examples", "positive"),
         (0 <= d.real_share <= 1, "data.real_share", "in [0, 1]"),
         (0 <= d.blank_share <= 1 - d.real_share, "data.blank_share", "in [0, 1 - real_share]"),
-        (0 <= d.quarter_share <= 1, "data.quarter_share", "in [0, 1]"),
         (d.shard_size > 0, "data.shard_size", "positive"),
         (d.bank_count > 0, "data.bank_count", "positive"),
         (d.val_rotations > 0, "data.val_rotations", "positive"),

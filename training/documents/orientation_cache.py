@@ -87,14 +87,13 @@ class Sources:
         if u < d.real_share and self.real:
             record, page = self.real[int(rng.integers(len(self.real)))]
             other = self.real[int(rng.integers(len(self.real)))][1]
-            return od.real_example(page, record, rng, other, size, d.quarter_share)
+            return od.real_example(page, record, rng, other, size)
         if u < d.real_share + d.blank_share or not self.bank:
             other = self.bank[int(rng.integers(len(self.bank)))] if self.bank else None
             return od.blank_example(rng, other, size)
         i = int(rng.integers(len(self.bank)))
         other = self.bank[int(rng.integers(len(self.bank)))]
-        kind = self.bank_kinds[i]
-        return od.synthetic_example(self.bank[i], other, rng, kind, size, d.quarter_share)
+        return od.synthetic_example(self.bank[i], other, rng, self.bank_kinds[i], size)
 
 
 def _bank_kinds(folder: Path, count: int) -> list[str]:
@@ -136,8 +135,6 @@ def build_train_cache(cfg: FitConfig, localiser) -> list[Path]:
     # shorter one's shards (the count is in each shard's name: a last shard cut short is redone).
     unused = ("cache", "examples", "val_rotations", "val_seed")
     key = {k: v for k, v in vars(d).items() if k not in unused}
-    if not d.quarter_share:
-        del key["quarter_share"]  # caches made before the key existed are still this recipe's
     _check_manifest(folder, {**key, "seed": cfg.seed, "input_size": cfg.input_size})
     count = -(-d.examples // d.shard_size)
     sizes = [min(d.shard_size, d.examples - i * d.shard_size) for i in range(count)]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from stn_align.core.geometry import wrap_degrees
-from stn_align.core.preprocess import localiser_input, quarter_boxes
+from stn_align.core.preprocess import localiser_input
 from stn_align.training.documents import degrade, synth
 from stn_align.training.documents.dataset import coloured_page, sample_angle
 from stn_align.training.documents.orientation import TURNS, normalise_view, quantise
@@ -59,28 +59,13 @@ def load_real_page(record: PageRecord, longest: int = REAL_LONG_SIDE) -> np.ndar
     return page
 
 
-def turn(page: np.ndarray, rng: np.random.Generator, size: int = INPUT_SIZE, quarter=False):
+def turn(page: np.ndarray, rng: np.random.Generator, size: int = INPUT_SIZE):
     """(the page turned by a drawn angle on an expanded canvas, through a camera, letterboxed
     into size x size; the angle). Angles as in training the whole-circle models
-    (dataset.sample_angle). `quarter`: only one corner of the turned image is kept, as the
-    service's second read crops it (stn_align.core.preprocess.quarter_boxes)."""
+    (dataset.sample_angle)."""
     angle = sample_angle(rng, 180.0)
     turned = degrade.camera(synth.rotate_expand(page, angle, synth.random_fill(page, rng)), rng)
-    if quarter:
-        boxes = quarter_boxes((int(turned.shape[0]), int(turned.shape[1])))
-        y, x, h, w = boxes[int(rng.integers(len(boxes)))]
-        turned = turned[y : y + h, x : x + w]
     return localiser_input(turned[:, :, None], size, "letterbox", 0)[:, :, 0], angle
-
-
-def page_side(rng: np.random.Generator, quarter_share: float) -> tuple[float, bool]:
-    """(the long side a page is drawn at, whether the example is one corner of it). A whole page
-    is drawn at 650-1050 px; a corner's page at 1100-1800 px, so that the corner, at about 0.55
-    of that, shows its type at the scale of the service's second read of a page of 1000-2000 px.
-    The second draw is made only when quarter_share > 0, so that recipes without corners keep
-    their examples."""
-    quarter = quarter_share > 0 and rng.random() < quarter_share
-    return (rng.uniform(1100, 1800) if quarter else rng.uniform(650, 1050)), quarter
 
 
 def _retone(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -102,18 +87,12 @@ def _photographed(page: np.ndarray, rng: np.random.Generator, other: np.ndarray)
 
 
 def real_example(
-    page: np.ndarray,
-    record: PageRecord,
-    rng: np.random.Generator,
-    other=None,
-    size=INPUT_SIZE,
-    quarter_share: float = 0.0,
+    page: np.ndarray, record: PageRecord, rng: np.random.Generator, other=None, size=INPUT_SIZE
 ) -> Example:
-    """An Example from a real page (grey, upright, as load_real_page gives it); a share of them
-    one corner of the page (page_side)."""
+    """An Example from a real page (grey, upright, as load_real_page gives it)."""
     if rng.random() < 0.15:
         page = degrade.partial(page, rng)
-    long_side, quarter = page_side(rng, quarter_share)
+    long_side = rng.uniform(650, 1050)
     scale = min(1.0, long_side / max(page.shape))
     if scale < 1:
         page = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -126,30 +105,23 @@ def real_example(
     elif rng.random() < 0.2:
         page = _photographed(page, rng, page if other is None else other)
     page = degrade.lighting(page, rng)
-    image, applied = turn(page, rng, size, quarter)
+    image, applied = turn(page, rng, size)
     angle = float(wrap_degrees(applied + record.content_angle))
-    return Example(image, angle, True, f"real:{record.kind}" + (":quarter" if quarter else ""))
+    return Example(image, angle, True, f"real:{record.kind}")
 
 
 def synthetic_example(
-    ink: np.ndarray,
-    other: np.ndarray,
-    rng: np.random.Generator,
-    kind: str,
-    size=INPUT_SIZE,
-    quarter_share: float = 0.0,
+    ink: np.ndarray, other: np.ndarray, rng: np.random.Generator, kind: str, size=INPUT_SIZE
 ) -> Example:
-    """An Example from a synthetic bank page (an ink mask: 0 ink, 255 paper); a share of them
-    one corner of the page (page_side)."""
-    long_side, quarter = page_side(rng, quarter_share)
-    page = coloured_page(ink, rng, long_side, other)
+    """An Example from a synthetic bank page (an ink mask: 0 ink, 255 paper)."""
+    page = coloured_page(ink, rng, rng.uniform(650, 1050), other)
     if rng.random() < 0.15:
         page = degrade.dark_border(page, rng)
     elif rng.random() < 0.15:
         page = _photographed(page, rng, other)
     page = degrade.lighting(page, rng)
-    image, angle = turn(page, rng, size, quarter)
-    return Example(image, angle, kind != "blank", f"synthetic:{kind}" + (":quarter" * quarter))
+    image, angle = turn(page, rng, size)
+    return Example(image, angle, kind != "blank", f"synthetic:{kind}")
 
 
 def blank_example(rng: np.random.Generator, other=None, size: int = INPUT_SIZE) -> Example:
