@@ -74,8 +74,8 @@ def _interpolation(hw: Size, size: int) -> int:
     return cv2.INTER_AREA if max(hw) >= 2 * size else cv2.INTER_LINEAR
 
 
-# A second, closer read (service/orientation.py) and the training examples that prepare the
-# classifier for it crop the image the same way: one corner, this share of each side.
+# The service's second, closer read (service/orientation.py) reads an image's corners, each this
+# share of its height and width.
 QUARTER = 0.55
 
 
