@@ -3,8 +3,9 @@
 - Work goes over the AlignStream RPC (one stream per server address, files dealt out in turn), or
   in-process with --local; at most `concurrency` files are in flight.
 - Each output is written to a temporary file and renamed, then a line is appended to
-  OUTPUT_DIR/manifest.jsonl (theta, matrix, angle, corners, the orientation and skew confidences
-  and whether the page was held for review, the output's sha256, the source's size and mtime).
+  OUTPUT_DIR/manifest.jsonl (theta, matrix, angle, corners, the orientation and skew confidences,
+  whether the page was read a second time and whether it was held for review, the output's
+  sha256, the source's size and mtime).
 - Pages the model was unsure of (orientation confidence under the threshold: AlignRequest's
   min_confidence, `--min-confidence`) come back unturned; their lines say `"review": true` and the
   summary lists them.
@@ -185,6 +186,7 @@ class Recorder:
             "orientation_confidence": _optional(response, "orientation_confidence"),
             "skew_confidence": _optional(response, "skew_confidence"),
             "review": response.review,
+            "read_again": any(stage.read_again for stage in response.stages),
         }
         with self._lock:
             self.summary.done += 1

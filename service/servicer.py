@@ -158,6 +158,7 @@ def response_from(rid: str, result: AlignResult, options: AlignOptions) -> pb.Al
             matrix=_flat(s.matrix),
             out_height=s.out_hw[0],
             out_width=s.out_hw[1],
+            read_again=s.read_again,
         )
         _set_angle_and_corners(stage, s.angle, s.corners, s.corner_confidence)
     if result.encoded is not None and result.rectified is not None:

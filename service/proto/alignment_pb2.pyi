@@ -139,7 +139,7 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., resize_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., localise_ms: _Optional[float] = ..., warp_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class Stage(_message.Message):
-    __slots__ = ("model", "family", "theta", "matrix", "angle_degrees", "page_corners", "out_height", "out_width", "corner_confidence")
+    __slots__ = ("model", "family", "theta", "matrix", "angle_degrees", "page_corners", "out_height", "out_width", "corner_confidence", "read_again")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     THETA_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class Stage(_message.Message):
     OUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     OUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CORNER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    READ_AGAIN_FIELD_NUMBER: _ClassVar[int]
     model: str
     family: str
     theta: _containers.RepeatedScalarFieldContainer[float]
@@ -158,7 +159,8 @@ class Stage(_message.Message):
     out_height: int
     out_width: int
     corner_confidence: float
-    def __init__(self, model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., out_height: _Optional[int] = ..., out_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ...) -> None: ...
+    read_again: bool
+    def __init__(self, model: _Optional[str] = ..., family: _Optional[str] = ..., theta: _Optional[_Iterable[float]] = ..., matrix: _Optional[_Iterable[float]] = ..., angle_degrees: _Optional[float] = ..., page_corners: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., out_height: _Optional[int] = ..., out_width: _Optional[int] = ..., corner_confidence: _Optional[float] = ..., read_again: _Optional[bool] = ...) -> None: ...
 
 class AlignResponse(_message.Message):
     __slots__ = ("id", "model", "family", "theta", "matrix", "angle_degrees", "page_corners", "rectified", "timings", "stages", "input_height", "input_width", "corner_confidence", "orientation_confidence", "skew_confidence", "review")

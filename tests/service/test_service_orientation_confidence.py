@@ -109,6 +109,7 @@ def test_grpc_response_carries_the_confidence(tmp_path):
     assert held.orientation_confidence == pytest.approx(0.6)
     assert held.skew_confidence == pytest.approx(0.9)
     assert not kept.review and kept.angle_degrees == pytest.approx(ANGLE, abs=0.2)
+    assert held.stages[0].read_again  # 0.6 is under second_read_below, 48 px over the input's 32
 
 
 def test_align_json_and_rectify_manifest_list_the_pages_to_review(tmp_path, capsys):
@@ -133,6 +134,7 @@ def test_align_json_and_rectify_manifest_list_the_pages_to_review(tmp_path, caps
     lines = [json.loads(x) for x in (out_dir / "manifest.jsonl").read_text().splitlines()]
     assert {x["input"] for x in lines if x["review"]} == {"a.png", "b.png"}
     assert all(x["orientation_confidence"] == pytest.approx(0.6) for x in lines)
+    assert all(x["read_again"] for x in lines)  # 48 px pages, over the tiny model's input
     assert "2 left unturned for review" in capsys.readouterr().err
     assert (
         main(["rectify", str(pages), str(tmp_path / "out2"), *common, "--min-confidence", "0.5"])
