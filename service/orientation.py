@@ -65,7 +65,7 @@ def read_again(
     """The first read of `seen` (the image the stage reads) -> (theta, confidence, whether the
     page was read again): the first read's when its orientation confidence is `below` or over,
     else the vote of it and the four quarters' reads. `localise` runs the model's localiser on a
-    list of inputs (the pipeline's, which queues them together)."""
+    list of inputs (the pipeline's, which queues them all at once)."""
     if float(confidence[0]) >= below:
         return theta, confidence, False
     crops = quarters(seen, model.input_size)

@@ -206,8 +206,9 @@ class Pipeline:
         return self._localise_all(model, [small], alive, timings)[0]
 
     def _localise_all(self, model: Model, smalls, alive, timings) -> list[np.ndarray]:
-        """The localiser's output row for each input, all queued at once (so they can share a
-        run), waited for while looking now and then whether the caller is still there."""
+        """The localiser's output row for each input, all queued at once (so that the batcher's
+        workers take them in parallel), waited for while looking now and then whether the
+        caller is still there."""
         futures: list = []
         try:
             for small in smalls:
