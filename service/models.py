@@ -23,6 +23,7 @@ import numpy as np
 
 from stn_align.core.contract import ContractError, ModelContract
 from stn_align.core.families import FamilySpec, family_spec
+from stn_align.core.preprocess import localiser_input
 
 log = logging.getLogger("stn.service.models")
 
@@ -62,6 +63,11 @@ class Model:
     def has_confidence(self) -> bool:
         """Whether the file also says how sure it is (contract output `confidence`)."""
         return "confidence" in self.contract.outputs
+
+    def small_copy(self, image: np.ndarray) -> np.ndarray:
+        """An image already in the model's channels -> its localiser input (S x S x C)."""
+        c = self.contract
+        return localiser_input(image, c.input_size, c.preprocess, c.letterbox_fill)
 
     def localise(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, S, S, C] -> float32 [N, P] theta, followed by one column per further output

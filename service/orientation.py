@@ -24,7 +24,7 @@ import numpy as np
 
 from stn_align.core import geometry
 from stn_align.core.families import family_spec
-from stn_align.core.preprocess import localiser_input, quarters
+from stn_align.core.preprocess import quarters
 from stn_align.service.align_types import AlignResult
 from stn_align.service.models import Model
 
@@ -71,8 +71,7 @@ def read_again(
     crops = quarters(seen, model.input_size)
     if not crops:
         return theta, confidence, False
-    c = model.contract
-    smalls = [localiser_input(crop, c.input_size, c.preprocess, c.letterbox_fill) for crop in crops]
+    smalls = [model.small_copy(crop) for crop in crops]
     first = geometry.angle_degrees(theta)
     angles, sure = [first], [float(confidence[0])]
     for row in localise(model, smalls):

@@ -49,7 +49,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 import numpy as np
 
 from stn_align.core import geometry
-from stn_align.core.preprocess import localiser_input, to_channels
+from stn_align.core.preprocess import to_channels
 from stn_align.service import imageio, orientation, page_edges, warp
 from stn_align.service.align_types import (
     AlignOptions,
@@ -243,11 +243,6 @@ class Pipeline:
             image = warp.warp_reduced(image, acc, cur_hw, longer, options.border, options.fill)
         return to_channels(image, model.contract.input_channels)
 
-    @staticmethod
-    def _small_copy(model: Model, image: np.ndarray) -> np.ndarray:
-        c = model.contract
-        return localiser_input(image, c.input_size, c.preprocess, c.letterbox_fill)
-
     def align(
         self,
         image: np.ndarray,
@@ -284,7 +279,7 @@ class Pipeline:
                 raise Cancelled("the call was cancelled or its deadline expired")
             t = time.perf_counter()
             seen = self._stage_image(model, image, acc, cur_hw, options)
-            small = self._small_copy(model, seen)
+            small = model.small_copy(seen)
             timings["resize_ms"] += _ms(t)
             theta, confidence = model.split(self._localise(model, small, alive, timings))
             what = model.spec.confidence if confidence is not None else ()

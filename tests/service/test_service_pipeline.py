@@ -189,7 +189,7 @@ def test_chained_small_copy_matches_a_full_resolution_warp(pipeline):
     stage_hw = (700, 1000)
     acc = geometry.pixel_matrix("rotation", geometry.rotation_params(8.0), (900, 1200), stage_hw)
     seen = pipeline._stage_image(model, image, acc, stage_hw, AlignOptions())
-    ours = pipeline._small_copy(model, seen)
+    ours = model.small_copy(seen)
     full = warp.warp_matrix(image, acc, stage_hw)
     c = model.contract
     reference = localiser_input(full, c.input_size, c.preprocess, c.letterbox_fill)
