@@ -1,12 +1,14 @@
 """Choose the page-edge snapping (service/page_edges.py) and the corner-confidence threshold on
-validation photos: phone photos (photo_eval.phone_samples) of the validation sources of the real
-page bank, never the test pages.
+phone photos (photo_eval.phone_samples) of the real page bank, never the test pages: the
+training sources' pages (`--split train`) to choose settings on, the validation sources' to
+confirm them.
 
 The model runs once per photo (page_edges off); each snapping variant then runs on its corners, so
 variants are compared on the same predictions. Prints the outline error per variant and per
 condition, and the confidence of photos with and without a page.
 
-    .venv/bin/python -m bench.photo_snapping --model-dir exported --count 4 --blank 40
+    .venv/bin/python -m bench.photo_snapping --split train --count 2 --seed 7 --blank 0
+    .venv/bin/python -m bench.photo_snapping --count 4 --blank 60
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ VARIANTS: dict[str, dict | None] = {
     "model alone": None,
     "snapped (shipped settings)": {},
     "snapped, band 4%": {"SEARCH": 0.04},
+    "snapped, margin 1.5%": {"MARGIN": 0.015},
+    "snapped, margin 2.5%": {"MARGIN": 0.025},
 }
 # At an intermediate checkpoint (step 4,750 of the shipped run) these were also compared and lost
 # to band 4%: band 4% with reach 1% (mean 6.10 against 6.03), band 2.5% with reach 1% (6.40).
@@ -35,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="doc-perspective")
     parser.add_argument("--model-dir", default="exported")
     parser.add_argument("--pages", default="../shared/data/pages")
-    parser.add_argument("--count", type=int, default=4, help="photos per validation page")
+    parser.add_argument("--split", default="val", choices=["train", "val"], help="which sources")
+    parser.add_argument("--count", type=int, default=4, help="photos per page")
     parser.add_argument("--blank", type=int, default=40, help="photos with no page")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/photo-snapping.json")
@@ -51,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     config = ServiceConfig(device="cpu", page_edges="none", min_corner_confidence=0.0)
     pipe = Pipeline.from_dir(args.model_dir, config)
     options = AlignOptions(models=[args.model], encoding="none")
-    samples = photo_eval.phone_samples(Path(args.pages), args.count, args.seed, "val", args.blank)
-    defaults = {k: getattr(page_edges, k) for k in ("SEARCH", "REACH")}
+    samples = photo_eval.phone_samples(
+        Path(args.pages), args.count, args.seed, args.split, args.blank
+    )
+    defaults = {k: getattr(page_edges, k) for k in ("SEARCH", "REACH", "MARGIN")}
     rows: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     seconds = dict.fromkeys(VARIANTS, 0.0)
     for sample in samples:

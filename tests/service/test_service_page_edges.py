@@ -14,15 +14,21 @@ from stn_align.service.pipeline import AlignOptions, Pipeline
 
 
 def _photo(
-    quad: np.ndarray, hw=(480, 640), paper=225, background=70, seed=0, frame=0
+    quad: np.ndarray, hw=(480, 640), paper=225, background=70, seed=0, frame=0, margin=0
 ) -> np.ndarray:
     """A grey page (with dark text lines, away from its edges) under the homography that takes its
     corners (at pixel edges) to `quad`, on a noisy background. frame: the width of a scanner's
-    dark frame around the sheet, inside the page's outline."""
+    dark frame around the sheet, inside the page's outline. margin: where set, the text comes
+    that close to all four edges (page pixels)."""
     rng = np.random.default_rng(seed)
     page = np.full((400, 300), paper, np.float32)
     for y in range(60, 340, 18):  # text lines: strong steps inside the page, parallel to its edges
         page[y : y + 6, 40 : int(rng.integers(150, 260))] = 20
+    if margin:
+        page[margin : margin + 6, margin:-margin] = 20  # a rule along the top and bottom
+        page[-margin - 6 : -margin, margin:-margin] = 20
+        page[margin:-margin, margin : margin + 6] = 20  # and down both sides
+        page[margin:-margin, -margin - 6 : -margin] = 20
     if frame:
         border = np.full_like(page, 15)
         border[frame:-frame, frame:-frame] = page[frame:-frame, frame:-frame]
@@ -45,6 +51,16 @@ def test_snaps_rough_corners_to_the_page_edges(paper, background):
     found = snap_corners(photo, rough)
     assert np.abs(found - QUAD).max() < 0.4, found - QUAD  # a tenth of a pixel or two off
     assert np.abs(rough - QUAD).max() > 10  # the test starts far enough away to mean something
+
+
+def test_finds_the_edges_of_a_page_printed_close_to_them():
+    # Ink 16 page pixels (about 1.8% of the photo's diagonal) inside every edge, as on newspapers
+    # and scans cropped close: the clean margin wanted inside an edge must be narrower than that.
+    photo = _photo(QUAD, margin=16)
+    rough = QUAD + np.random.default_rng(5).uniform(-12, 12, QUAD.shape)
+    found = snap_corners(photo, rough)
+    assert np.abs(found - QUAD).max() < 0.5, found - QUAD
+    assert np.abs(rough - QUAD).max() > 6
 
 
 def test_a_scanners_dark_frame_is_part_of_the_page():
