@@ -43,8 +43,8 @@ from stn_align.service.models import ModelError
 EDGE_SAMPLES = 48  # cuts across each edge
 SEARCH = 0.12  # half-width of the band searched on each side of an edge, as a share of the diagonal
 STEP_WIDTH = 0.012  # each side of the step filter, as a share of the diagonal
-# Clean paper wanted just inside an edge, as a share of the diagonal. Real pages' margins are often
-# narrower than 2.5% of the photo's diagonal (newspapers, music, scans cropped close).
+# Clean paper wanted just inside an edge, as a share of the diagonal: narrow, since real pages are
+# often printed close to their edges (newspapers, music, scans cropped close).
 MARGIN = 0.01
 DARK_MARGIN = 0.008  # the same for a step down into a scanner's dark frame, which may be narrow
 MIN_AGREE = 0.4  # share of an edge's cuts that must agree with its fitted line
