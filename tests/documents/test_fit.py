@@ -50,6 +50,7 @@ def test_the_recipe_runs_end_to_end_and_reuses_its_cache(tmp_path, capsys, fake_
         state["fit_config"]["input_size"] == 256 and state["model_config"]["family"] == "rotation"
     )
     assert float(state["model"]["localiser.temperature"]) == pytest.approx(report["temperature"])
+    assert state["versions"]["numpy"] == np.__version__ and state["versions"]["opencv"]
     again = tmp_path / "again" / "doc-rotation.onnx"
     assert main(["export", str(out / "ckpt.pt"), "-o", str(again), "--name", "doc-rotation"]) == 0
     capsys.readouterr()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import platform
 import time
 from pathlib import Path
 
@@ -275,6 +276,22 @@ def skew_found(shards, limit: float = 2.0, count: int = 20) -> tuple[np.ndarray,
     return np.concatenate(peaks), np.concatenate(found)
 
 
+def library_versions() -> dict[str, str]:
+    """The libraries that draw and train on the data, for the checkpoint. Two from-nothing runs
+    on different machines trained to different weights though training on one cache repeats, so
+    the data differed; these versions are the first thing to compare."""
+    import cv2
+    import PIL
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+        "opencv": str(cv2.__version__),
+        "pillow": str(PIL.__version__),
+    }
+
+
 def save_checkpoint(path: Path, stn, cfg: FitConfig, metrics: dict) -> Path:
     """Plain data only: tensors, numbers, strings, dicts (loadable with weights_only=True)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +301,7 @@ def save_checkpoint(path: Path, stn, cfg: FitConfig, metrics: dict) -> Path:
         "fit_config": as_dict(cfg),
         "metrics": metrics,
         "step": int(metrics.get("step", cfg.train.steps)),
+        "versions": library_versions(),
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
