@@ -1,7 +1,7 @@
 """Corner error of a projective document model with and without page-edge snapping, on synthetic
 photos: bank pages through the training generator, with seeds the training never draws. The
-snapping's settings (service/page_edges.py) were chosen with this script, so that the real pages of
-`stn evaluate` stay an untouched test.
+snapping's settings (service/page_edges.py) were first chosen with this script; its margin since
+on phone photos of real pages (bench/photo_snapping.py, which BENCHMARKS.md now reports).
 
     .venv/bin/python -m bench.page_edges --photos 300
 """
