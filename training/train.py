@@ -273,6 +273,9 @@ def train(cfg: TrainConfig) -> dict:
         metrics.update(finish(raw_model, train_set, CONFIDENCE_FIT_ITEMS))
         save_checkpoint(ckpt_path, raw_model, optimizer, cfg, step, metrics)
     if distributed:
+        # Every rank leaves together, so none tears its group down while rank 0 still evaluates
+        # and saves (rank 1 of the CI smoke test once aborted, SIGABRT, at the end of its run).
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return metrics
 
