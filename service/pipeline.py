@@ -224,12 +224,13 @@ class Pipeline:
                     row, queue_s, run_s = future.result(timeout=ALIVE_POLL_S)
                     break
                 except TimeoutError:
-                    if not alive():
-                        for other in futures:
-                            other.cancel()  # dropped before its run if it has not started
-                        raise Cancelled("the call was cancelled or its deadline expired") from None
+                    if alive():
+                        continue
                 except CancelledError:
-                    raise Cancelled("the call was cancelled or its deadline expired") from None
+                    pass
+                for other in futures:
+                    other.cancel()  # dropped before its run if it has not started
+                raise Cancelled("the call was cancelled or its deadline expired")
             timings["queue_ms"] += queue_s * 1000.0
             timings["localise_ms"] += run_s * 1000.0
             rows.append(row)
@@ -283,19 +284,15 @@ class Pipeline:
             timings["resize_ms"] += _ms(t)
             theta, confidence = model.split(self._localise(model, small, alive, timings))
             what = model.spec.confidence if confidence is not None else ()
-            read_again = False
+            read_again = held = False
             if confidence is not None and "orientation" in what:
                 localise = functools.partial(self._localise_all, alive=alive, timings=timings)
                 theta, confidence, read_again = orientation.read_again(
                     model, seen, theta, confidence, self.config.second_read_below, localise
                 )
-            held = (
-                confidence is not None
-                and "orientation" in what
-                and float(confidence[0]) < min_confidence
-            )
-            if held and confidence is not None:
-                theta = orientation.hold(theta, confidence)
+                held = float(confidence[0]) < min_confidence
+                if held:
+                    theta = orientation.hold(theta, confidence)
             if not np.isfinite(theta).all():
                 raise RuntimeError(
                     f"model {model.name} returned a non-finite theta {theta.tolist()}"
