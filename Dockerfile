@@ -53,7 +53,7 @@ ENV HOME=/tmp \
     STN_ADDRESS=0.0.0.0:50051 \
     STN_METRICS_PORT=9100 \
     STN_LOG_FORMAT=json
-EXPOSE 50051 9100
+EXPOSE 50051 9100 9101
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "stn_align.service.healthcheck"]
 ENTRYPOINT ["/app/deploy/entrypoint.sh"]

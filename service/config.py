@@ -89,6 +89,12 @@ class ServiceConfig:
     metrics_host: str = setting(
         "", "host the metrics HTTP server listens on; empty: the host of address"
     )
+    agent_port: int = setting(
+        0,
+        "TCP port of a load balancer's agent check (HAProxy agent-check), on metrics_host: one "
+        "line, 'ready up 100%' when serving, 'drain' once draining, 'down' before; 0 turns it off",
+        minimum=0,
+    )
     model_dir: str = setting("exported", "directory of exported models (NAME.onnx, NAME.warp.onnx)")
     models: str = setting("", "comma-separated model names to load; empty loads every model")
     default_model: str = setting(
@@ -312,7 +318,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             dest=f"cfg_{s.name}",
             default=None,
             metavar=s.env,
-            help=f"{s.help} (default {default!r})",
+            help=f"{s.help} (default {default!r})".replace("%", "%%"),  # argparse formats help
         )
 
 

@@ -7,7 +7,8 @@
 The server is the synchronous grpc.server on a thread pool: the work (decode, resize, ONNX Runtime,
 OpenCV) releases the GIL, and a measurement against grpc.aio found no gain (docs/service.md).
 Health (grpc.health.v1) says NOT_SERVING while models load and warm up, SERVING after, and
-NOT_SERVING for good as soon as draining starts. Health checks and ListModels run on their own
+NOT_SERVING for good as soon as draining starts; a balancer's agent check (agent_port,
+service/agent.py) reads the same as one line. Health checks and ListModels run on their own
 threads, outside the inference limits (stn_align.service.limits).
 """
 
@@ -26,6 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from stn_align.service.agent import AgentServer, start_agent
 from stn_align.service.config import ServiceConfig
 from stn_align.service.interceptors import Metrics, MetricsInterceptor, TokenInterceptor
 from stn_align.service.limits import Admission, CallPool, DrainState, MemoryBudget
@@ -59,6 +61,7 @@ class AlignmentServer:
         self._preloaded = pipeline
         self.metrics = Metrics()
         self._metrics_http: Any = None  # prometheus_client's WSGI server, when started
+        self._agent: AgentServer | None = None
         self.drain_state = DrainState()
         self._lock = threading.Lock()  # between load() finishing and a drain starting
         self._drain_thread: threading.Thread | None = None
@@ -183,6 +186,26 @@ class AlignmentServer:
             ) from None
         return self._metrics_http.server_port
 
+    def agent_reply(self) -> str:
+        """What the balancer's agent check reads (service/agent.py)."""
+        if self.drain_state.draining.is_set():
+            return "drain"
+        return "down" if self.pipeline is None else "ready up 100%"
+
+    def start_agent(self) -> int | None:
+        """The agent check on agent_port, on metrics_host (default: the host of address)."""
+        if not self.config.agent_port:
+            return None
+        host = self.config.metrics_host or self.config.listen_host
+        try:
+            self._agent = start_agent(host, self.config.agent_port, self.agent_reply)
+        except OSError as exc:
+            raise BindError(
+                f"cannot serve the agent check on {host}:{self.config.agent_port} (settings "
+                f"metrics_host, agent_port): {exc}"
+            ) from None
+        return int(self._agent.server_address[1])
+
     def begin_drain(self) -> None:
         """Drain in the background (what a signal handler calls); later calls do nothing."""
         with self._lock:
@@ -220,9 +243,10 @@ class AlignmentServer:
         with self._lock:
             if self.pipeline is not None:
                 self.pipeline.close()
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+        for http in (self._metrics_http, self._agent):
+            if http is not None:
+                http.shutdown()
+                http.server_close()
         log.info("stopped")
         self.stopped.set()
 
@@ -265,13 +289,19 @@ def serve(config: ServiceConfig, early_signals: Sequence[int] = ()) -> int:
     servers.append(server)
     try:
         metrics_port = server.start_metrics()
+        agent_port = server.start_agent()
     except BindError as exc:
         log.error("start-up failed", extra={"error": str(exc)})
         server.grpc.stop(0)
         return 1
     log.info(
         "listening",
-        extra={"port": port, "metrics_port": metrics_port, "tls": bool(config.tls_cert)},
+        extra={
+            "port": port,
+            "metrics_port": metrics_port,
+            "agent_port": agent_port,
+            "tls": bool(config.tls_cert),
+        },  # fmt: skip
     )
     if pending:
         server.begin_drain()

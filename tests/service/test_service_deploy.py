@@ -86,7 +86,7 @@ def test_compose_cpu_variant_and_replicas_profiles(compose):
     assert stats and all(p.startswith("127.0.0.1:") for p in stats)  # counters: this host only
 
 
-def test_haproxy_balances_each_grpc_call_over_the_replicas():
+def test_haproxy_balances_each_grpc_call_over_the_replicas(compose):
     text = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
     lines = [line.split("#")[0].strip() for line in text.splitlines()]
     assert "bind :8080 proto h2" in lines  # HTTP/2 in, so each call is its own stream
@@ -94,6 +94,11 @@ def test_haproxy_balances_each_grpc_call_over_the_replicas():
     words = server.split()
     assert words[3] == "stn-replicas:50051" and "proto h2" in server and " check" in server
     assert "resolvers docker" in server  # replicas join and leave as DNS says
+    # The replicas' agent tells HAProxy to stop sending calls as soon as a drain starts.
+    agent = compose["x-environment"]["STN_AGENT_PORT"]
+    assert f"agent-check agent-port {agent} " in server
+    for name in ("stn-replica", "stn-replica-cpu"):
+        assert agent in compose["services"][name]["expose"]
     assert "balance roundrobin" in lines and "nameserver dns 127.0.0.11:53" in lines
     dockerfile = (ROOT / "deploy" / "haproxy" / "Dockerfile").read_text()
     assert "apt-get install" in dockerfile and "haproxy" in dockerfile
@@ -105,7 +110,7 @@ def test_dockerfile_promises():
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and not user[-1].startswith(("0", "root"))
     assert 'ENTRYPOINT ["/app/deploy/entrypoint.sh"]' in text
-    assert "stn_align.service.healthcheck" in text and "EXPOSE 50051 9100" in text
+    assert "stn_align.service.healthcheck" in text and "EXPOSE 50051 9100 9101" in text
     assert "torch" not in re.sub(r"#.*", "", text)
     copies = re.findall(r"^COPY (.+)$", text, re.M)
     assert not any("training" in line for line in copies)  # the serving distribution only
