@@ -3,8 +3,9 @@ phone photos (photo_eval.phone_samples) of the real page bank, never the test pa
 training sources' pages (`--split train`) to choose settings on, the validation sources' to
 confirm them.
 
-The model runs once per photo (page_edges off); each snapping variant then runs on its corners, so
-variants are compared on the same predictions. Prints the outline error per variant and per
+The model runs once per photo (page_edges off; its second, closer read on the crop around the page
+included unless --one-read, service/corners.py); each snapping variant then runs on its corners,
+so variants are compared on the same predictions. Prints the outline error per variant and per
 condition, and the confidence of photos with and without a page.
 
     .venv/bin/python -m bench.photo_snapping --split train --count 2 --seed 7 --blank 0
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blank", type=int, default=40, help="photos with no page")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/photo-snapping.json")
+    parser.add_argument("--one-read", action="store_true", help="no second, closer corner read")
     args = parser.parse_args(argv)
 
     import cv2
@@ -53,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     from stn_align.service.pipeline import AlignOptions, Pipeline
     from stn_align.training.documents import photo_eval
 
-    config = ServiceConfig(device="cpu", page_edges="none", min_corner_confidence=0.0)
+    config = ServiceConfig(
+        device="cpu",
+        page_edges="none",
+        min_corner_confidence=0.0,
+        second_corner_read=not args.one_read,
+    )
     pipe = Pipeline.from_dir(args.model_dir, config)
     options = AlignOptions(models=[args.model], encoding="none")
     samples = photo_eval.phone_samples(

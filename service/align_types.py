@@ -73,7 +73,7 @@ class StageResult:
     corner_confidence: float | None = None  # how sure a projective model is of its corners
     confidence: np.ndarray | None = None  # the model's `confidence` output, as it gave it
     held: bool = False  # the orientation was left alone: its confidence was under the threshold
-    read_again: bool = False  # its corners were read a second time (service/orientation.py)
+    read_again: bool = False  # read a second time, closer (service/orientation.py, corners.py)
 
 
 @dataclass

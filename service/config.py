@@ -139,6 +139,12 @@ class ServiceConfig:
         "vote on which way is up (service/orientation.py); 0 turns the second read off",
         minimum=0,
     )
+    second_corner_read: bool = setting(
+        True,
+        "projective models that report a corner confidence read the photo again, cropped to the "
+        "page the first read found with a tenth of its size around it, and keep the second "
+        "read's corners (service/corners.py)",
+    )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
     max_queue_size: int = setting(

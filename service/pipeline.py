@@ -15,7 +15,8 @@
     result.orientation_confidence  # 0-1 from a rotation model that gives one; below
     result.review        # min_confidence it is not turned by quarter turns, and review is set;
                          # below second_read_below its page is read again, closer
-                         # (service/orientation.py; StageResult.read_again)
+                         # (service/orientation.py; StageResult.read_again); a projective
+                         # model's photo is read again cropped to its page (service/corners.py)
     result.stages        # per model: theta, matrix, angle, corners, out_hw
     result.rectified     # HxWxC uint8, None when encoding == "none"
     result.encoded       # PNG/JPEG/raw bytes when align_bytes or encode was asked for
@@ -50,6 +51,7 @@ import numpy as np
 
 from stn_align.core import geometry
 from stn_align.core.preprocess import to_channels
+from stn_align.service import corners as corner_reads
 from stn_align.service import imageio, orientation, page_edges, warp
 from stn_align.service.align_types import (
     AlignOptions,
@@ -306,7 +308,10 @@ class Pipeline:
             )
             if unsure:  # no page found: the identity, no warp (setting min_corner_confidence)
                 theta = geometry.identity_params(model.family, model.contract.tps_grid)
-            elif model.name in self.page_edge_models:
+            elif corner_confidence is not None and self.config.second_corner_read:
+                localise = functools.partial(self._localise_all, alive=alive, timings=timings)
+                theta, read_again = corner_reads.read_again(model, seen, theta, localise)
+            if not unsure and model.name in self.page_edge_models:
                 t = time.perf_counter()
                 theta = page_edges.snap_params(
                     image, theta, acc, cur_hw, options.border, options.fill
