@@ -8,6 +8,7 @@ submitted from a few threads so the micro-batcher can batch them. Prints the med
     .venv/bin/python -m bench.documents_throughput --model doc-perspective+doc-rotation
     .venv/bin/python -m bench.documents_throughput --batch-workers 1 --threads 2  # serial batches
     .venv/bin/python -m bench.documents_throughput --second-read-below 1  # every page read twice
+    .venv/bin/python -m bench.documents_throughput --model doc-perspective --photos  # phone photos
 
 The localiser runs as the service's settings say (batch_workers, ort_threads; 0 for either means
 the service's default). Besides pages/s it prints the cores kept busy (process CPU time over wall
@@ -23,7 +24,7 @@ import statistics
 import sys
 import time
 
-from bench.common import ROOT, argument_parser, machine, turned_page
+from bench.common import ROOT, argument_parser, machine, to_megapixel, turned_page
 from stn_align.service.config import ServiceConfig
 from stn_align.service.pipeline import AlignOptions, Pipeline
 
@@ -48,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the service setting (default: its default); 1 reads every page's corners again, "
         "0 none: the cost of the second read (service/orientation.py)",
     )
+    parser.add_argument(
+        "--one-corner-read",
+        action="store_true",
+        help="setting second_corner_read off: the cost of the closer corner read",
+    )
+    parser.add_argument(
+        "--photos",
+        action="store_true",
+        help="phone photos of the validation sources' pages (one per page, seed 0, each at 1 MP: "
+        "pages of every size, so some are read again closer, service/corners.py) instead of the "
+        "turned scan",
+    )
     args = parser.parse_args(argv)
 
     names = sorted(set(args.model.split("+")))
@@ -61,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.second_read_below is not None:
         config = config.replace(second_read_below=args.second_read_below)
+    if args.one_corner_read:
+        config = config.replace(second_corner_read=False)
     pipe = Pipeline.from_dir(args.model_dir, config)
     pipe.warmup(2)
-    page = turned_page()
+    if args.photos:
+        pages = phone_photos(args.pages)
+        page = pages[0]
+    else:
+        page = turned_page()
+        pages = [page] * args.pages
     options = AlignOptions(models=[args.model], encoding="raw")
-    pages = [page] * args.pages
     rates: list[float] = []
     busy: list[float] = []
     timings: list[dict[str, float]] = []
@@ -88,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         k: statistics.median(t[k] for t in timings) for k in ("resize_ms", "localise_ms", "warp_ms")
     }
     print(f"machine: {machine()}")
-    print(f"page: {page.shape[1]}x{page.shape[0]} ({page.shape[0] * page.shape[1] / 1e6:.2f} MP)")
+    what = f"{len(pages)} phone photos, the first" if args.photos else "page"
+    print(f"{what}: {page.shape[1]}x{page.shape[0]} ({page.shape[0] * page.shape[1] / 1e6:.2f} MP)")
     print(
         f"model: {args.model}, {args.runs} runs of {args.pages} pages, {args.workers} threads, "
         f"{config.cpu_batch_workers()} batch workers of {config.intra_op_threads()} ORT threads"
@@ -101,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median cores busy: {statistics.median(busy):.2f} of {os.cpu_count()}")
     print("median per page: " + ", ".join(f"{k} {v:.1f}" for k, v in mean.items()))
     return 0
+
+
+def phone_photos(count: int) -> list:
+    """The first `count` phone photos of the validation pages (one per page, cycled), at 1 MP."""
+    from pathlib import Path
+
+    from stn_align.training.documents import photo_eval
+
+    shared = ROOT.parent / "shared" / "data" / "pages"
+    photos = [to_megapixel(p.image) for p in photo_eval.phone_samples(Path(shared), 1, 0, "val")]
+    return [photos[i % len(photos)] for i in range(count)]
 
 
 if __name__ == "__main__":
