@@ -7,18 +7,19 @@ tables of figures, near-empty pages and vertical CJK text. Upright, black on whi
 `render_varied_page` also draws the layout.py kinds (in their own shares) and more scripts
 (Devanagari and horizontal CJK besides layout.py's), when a font for them is installed
 (fonts.py; `scripts/setup.sh --fonts`). With only DejaVu it still works: CJK falls back to Latin,
-and music draws its clefs by hand (music.py).
+and music draws its clefs by hand.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from stn_align.training.documents import scenes
 from stn_align.training.documents.fonts import Font, find_fonts
-from stn_align.training.documents.layout import PAGE_KINDS
-from stn_align.training.documents.music import MusicPageRenderer
+from stn_align.training.documents.layout import PAGE_KINDS, PageRenderer, Writer
 from stn_align.training.documents.text import VARIED_SCRIPT_WEIGHTS, TextSource
 
 # Shares of the kinds in the varied bank: the layout.py kinds keep their relative shares.
@@ -36,10 +37,11 @@ VARIED_KINDS = {
     **{k: v * (1 - sum(SPECIAL_KINDS.values())) for k, v in PAGE_KINDS.items()},
     **SPECIAL_KINDS,
 }
+CLEF = "\U0001d11e"  # the G clef: FreeSerif draws it; other fonts get a hand-drawn one
 
 
-class VariedPageRenderer(MusicPageRenderer):
-    """PageRenderer with the special kinds (music: music.py) and the varied scripts."""
+class VariedPageRenderer(PageRenderer):
+    """PageRenderer with the special kinds and the varied scripts."""
 
     def __init__(self, seed: int, fonts: tuple[Font, ...] | None = None):
         fonts = find_fonts() if fonts is None else fonts
@@ -129,6 +131,125 @@ class VariedPageRenderer(MusicPageRenderer):
                 words = self.text_source.sentence(int(rng.integers(15, 80)))
                 indent = int(body.size * rng.uniform(1, 2.5))
                 y = self._lines(x0, x1, y, words, body, "justify", indent) + 2
+
+    # ---- music: staves in systems, clefs and braces at the left, notes with stems ------------
+
+    def _page_music(self) -> None:
+        rng = self.rng
+        y = self.top
+        if rng.random() < 0.8:
+            title = self.writer(self.head_font, rng.uniform(1.6, 2.6))
+            text = self.text_source.title(int(rng.integers(1, 4)))
+            title.text((self.w - title.width(text)) / 2, y, text)
+            y += int(title.height * 1.5)
+            small = self.writer(self.body_font, 0.9)
+            composer = self.text_source.title(2)
+            small.text(self.right - small.width(composer), y, composer)
+            small.text(self.left, y, self.text_source.title(1))
+            y += int(small.height * 2)
+        space = max(4, int(self.h * rng.uniform(0.006, 0.011)))  # between staff lines
+        staves = int(rng.choice([1, 1, 2, 2, 3, 4]))
+        lyrics = staves == 1 and rng.random() < 0.4
+        gap = int(space * rng.uniform(6, 9)) + (int(self.body_size * 1.6) if lyrics else 0)
+        system_h = staves * 4 * space + (staves - 1) * int(space * rng.uniform(4, 7))
+        ink = int(rng.integers(0, 60))
+        while y + system_h < self.bottom:
+            self._system(y, space, staves, ink, first=y < self.top + 10 * space)
+            if lyrics:
+                words = self.text_source.sentence(int(rng.integers(4, 12)))
+                writer = self.writer(self.body_font, 0.9)
+                self._lines(self.left + 8 * space, self.right, y + 4 * space + int(space * 1.5),
+                            words, writer, "justify")  # fmt: skip
+            y += system_h + gap
+        if rng.random() < 0.6:
+            self._page_number()
+
+    def _system(self, top: int, space: int, staves: int, ink: int, first: bool) -> None:
+        rng = self.rng
+        draw = ImageDraw.Draw(self.canvas)
+        x0 = self.left + (int(space * 4) if first else 0)
+        x1 = self.right
+        wobble = rng.uniform(0, 0.6) * space / 10  # handwritten staves are not ruled straight
+        lines_y = []
+        y = top
+        for _ in range(staves):
+            lines_y.append(y)
+            for k in range(5):
+                yy = y + k * space
+                points = [
+                    (x, yy + wobble * math.sin(x / 97.0 + k)) for x in np.linspace(x0, x1, 12)
+                ]
+                draw.line(points, fill=ink, width=1)
+            y += 4 * space + int(space * rng.uniform(4, 7)) if staves > 1 else 0
+        bottom = lines_y[-1] + 4 * space
+        draw.line([(x0, top), (x0, bottom)], fill=ink, width=max(1, space // 4))
+        if staves > 1:  # a brace or bracket joins the staves, at the left
+            bx = x0 - int(space * 1.2)
+            draw.line([(bx, top), (bx, bottom)], fill=ink, width=max(2, space // 3))
+            draw.line([(bx, top), (bx + space, top - space // 2)], fill=ink, width=2)
+            draw.line([(bx, bottom), (bx + space, bottom + space // 2)], fill=ink, width=2)
+        bars = int(rng.integers(2, 6))
+        edges = np.linspace(x0 + 4 * space, x1, bars + 1)
+        for staff_top in lines_y:
+            self._clef(x0 + space // 2, staff_top, space, ink)
+            for b in range(bars):
+                self._notes(int(edges[b]) + space, int(edges[b + 1]) - space, staff_top, space, ink)
+        for e in edges[1:]:
+            draw.line([(int(e), top), (int(e), bottom)], fill=ink, width=1)
+        if rng.random() < 0.5:  # a measure number above the first staff
+            small = self.writer(self.body_font, 0.6)
+            small.text(x0, top - small.height - space, str(int(rng.integers(2, 200))))
+
+    def _clef(self, x: int, staff_top: int, space: int, ink: int) -> None:
+        font = next((f for f in self.fonts if "music" in f.scripts), None)
+        if font is not None:
+            Writer(self.canvas, font, space * 6.5, False).text(
+                x, staff_top - space * 2.4, CLEF, ink
+            )
+            return
+        # Drawn by hand: a spiral around the second line from the bottom and a tall stroke with
+        # a hook at the top and a tail below the staff (its shape differs up and down).
+        draw = ImageDraw.Draw(self.canvas)
+        cx, cy = x + space, staff_top + 3 * space
+        spiral = [
+            (cx + space * 0.12 * t * math.cos(t), cy + space * 0.12 * t * math.sin(t))
+            for t in np.linspace(0.5, 9.0, 40)
+        ]
+        draw.line(spiral, fill=ink, width=max(1, space // 5))
+        draw.line([(cx + space * 0.6, cy + space * 2), (cx, staff_top - space * 1.5)], fill=ink,
+                  width=max(1, space // 5))  # fmt: skip
+        draw.arc([cx - space, staff_top - space * 2, cx + space * 0.6, staff_top - space * 0.6],
+                 180, 360, fill=ink, width=max(1, space // 5))  # fmt: skip
+        draw.ellipse([cx - space * 0.3, cy + space * 1.8, cx + space * 0.5, cy + space * 2.5],
+                     fill=ink)  # fmt: skip
+
+    def _notes(self, x0: int, x1: int, staff_top: int, space: int, ink: int) -> None:
+        rng = self.rng
+        draw = ImageDraw.Draw(self.canvas)
+        count = int(rng.integers(1, 9))
+        xs = np.linspace(x0, x1, count + 2)[1:-1]
+        half = space / 2
+        for x in xs:
+            step = int(rng.integers(-3, 12))  # half spaces below the top line
+            cy = staff_top + step * half
+            w, h = space * 0.65, space * 0.45
+            filled = rng.random() < 0.8
+            draw.ellipse([x - w, cy - h, x + w, cy + h], fill=ink if filled else None,
+                         outline=ink, width=max(1, space // 6))  # fmt: skip
+            for ledger in range(-2, step - 1, -2) if step < -1 else range(10, step + 1, 2):
+                ly = staff_top + ledger * half
+                draw.line([(x - w * 1.6, ly), (x + w * 1.6, ly)], fill=ink, width=1)
+            if rng.random() < 0.9:  # stems: up on the right below the middle line, else down
+                if step >= 4:
+                    draw.line([(x + w, cy), (x + w, cy - 3.5 * space)], fill=ink, width=1)
+                    if rng.random() < 0.3:
+                        draw.line([(x + w, cy - 3.5 * space), (x + w + space, cy - 2.4 * space)],
+                                  fill=ink, width=max(1, space // 4))  # fmt: skip
+                else:
+                    draw.line([(x - w, cy), (x - w, cy + 3.5 * space)], fill=ink, width=1)
+        if rng.random() < 0.15:  # a dynamic mark under the staff
+            small = self.writer(self.head_font, 0.8)
+            small.text(x0, staff_top + 6 * space, str(rng.choice(["p", "f", "mf", "pp", "cresc."])))
 
     # ---- a large picture with a short caption ------------------------------------------------
 
