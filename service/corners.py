@@ -5,10 +5,12 @@ covers a third of the frame gets a third of those pixels. Cropped to the first r
 with MARGIN of the page's width and height added on each side (clipped to the photo), the page
 fills the input, and the second read's corners are kept; the corner confidence stays the first
 read's, which is what the threshold was chosen on. A crop that would keep nearly all of the photo
-is not read again (it would see the same thing).
+is not read again (it would see the same thing), nor is a page covering MAX_PAGE_AREA of the photo
+or more.
 
 MARGIN was chosen on phone photos of the training sources' pages (0, 5, 10, 25 and 50%; a third
-read gained little more) and confirmed on the validation photos (exported/doc-perspective.md).
+read gained little more), MAX_PAGE_AREA on the same photos against the chain's speed, and both
+were confirmed on the validation photos (exported/doc-perspective.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from stn_align.service.models import Model
 
 MARGIN = 0.1  # of the first read's page width (height) added left and right (above and below)
 MAX_AREA = 0.9  # crops keeping more of the photo's area than this are not read again
+# Pages the first read found covering this share of the photo or more are not read again: the
+# gain is in small pages, and the chain doc-perspective+doc-rotation must keep 25 pages/s.
+MAX_PAGE_AREA = 0.4
 MIN_SIDE = 64  # pixels; a smaller crop is not read again
 
 Localise = Callable[[Model, Sequence[np.ndarray]], list[np.ndarray]]
@@ -33,6 +38,9 @@ def crop_box(corners: np.ndarray, hw: tuple[int, int]) -> tuple[int, int, int, i
     h, w = hw
     corners = np.asarray(corners, dtype=np.float64).reshape(4, 2)
     if not np.isfinite(corners).all():
+        return None
+    x, y = corners[:, 0], corners[:, 1]
+    if 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) >= MAX_PAGE_AREA * h * w:
         return None
     (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
     pad_x, pad_y = MARGIN * (right - left), MARGIN * (bottom - top)

@@ -30,6 +30,8 @@ def test_no_second_read_when_the_crop_would_see_the_same_or_too_little():
     tiny = np.array([[10, 10], [40, 10], [40, 40], [10, 40]], float)
     assert corners.crop_box(tiny, (400, 600)) is None
     assert corners.crop_box(np.full((4, 2), np.nan), (400, 600)) is None
+    half = np.array([[100, 50], [500, 50], [500, 350], [100, 350]], float)  # half the photo
+    assert corners.crop_box(half, (400, 600)) is None  # large pages gain little from it
 
 
 class FrameModel:
