@@ -209,6 +209,13 @@ def corner_params(corners: np.ndarray, in_hw: Size) -> np.ndarray:
     return (quad - CORNERS).reshape(8)
 
 
+def quad_area(quad: np.ndarray) -> float:
+    """The area of a polygon given by its corners in order (either winding), e.g. a page's four."""
+    quad = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
+    x, y = quad[:, 0], quad[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
 def is_convex(quad: np.ndarray) -> bool:
     """Whether four (or more) points, in order, make a convex polygon (either winding); False for
     non-finite points."""

@@ -39,8 +39,7 @@ def crop_box(corners: np.ndarray, hw: tuple[int, int]) -> tuple[int, int, int, i
     corners = np.asarray(corners, dtype=np.float64).reshape(4, 2)
     if not np.isfinite(corners).all():
         return None
-    x, y = corners[:, 0], corners[:, 1]
-    if 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) >= MAX_PAGE_AREA * h * w:
+    if geometry.quad_area(corners) >= MAX_PAGE_AREA * h * w:
         return None
     (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
     pad_x, pad_y = MARGIN * (right - left), MARGIN * (bottom - top)

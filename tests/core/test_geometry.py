@@ -152,3 +152,9 @@ def test_tps_maps_from_a_coarse_grid_match_the_exact_ones(out_hw):
     for a, b in zip(exact, coarse, strict=True):
         assert a.shape == b.shape == out_hw and b.dtype == np.float32
         assert float(np.abs(a - b).max()) < 0.1
+
+
+def test_quad_area_is_the_same_for_either_winding():
+    square = np.array([[0, 0], [4, 0], [4, 3], [0, 3]], float)
+    assert geometry.quad_area(square) == 12.0
+    assert geometry.quad_area(square[::-1]) == 12.0

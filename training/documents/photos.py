@@ -29,6 +29,7 @@ import math
 import cv2
 import numpy as np
 
+from stn_align.core import geometry
 from stn_align.training.documents import textures
 
 RECIPES = ("train", "eval")
@@ -62,7 +63,7 @@ def camera(rng, page_wh, hw, coverage: float, out_of_frame: bool):
     target, distance = np.zeros(3), 2.0
     for _ in range(4):
         hom = _homography(k, target, distance, tilt, swing, roll)
-        distance *= math.sqrt(abs(_area(_project(hom, plane))) / (coverage * h * w))
+        distance *= math.sqrt(geometry.quad_area(_project(hom, plane)) / (coverage * h * w))
     hom = _homography(k, target, distance, tilt, swing, roll)
     quad = _project(hom, plane)
     size = np.array([w, h], np.float64)
@@ -108,11 +109,6 @@ def _homography(k, target, distance, tilt, swing, roll) -> np.ndarray:
 def _project(hom: np.ndarray, pts: np.ndarray) -> np.ndarray:
     p = np.column_stack([pts, np.ones(len(pts))]) @ hom.T
     return p[:, :2] / p[:, 2:3]
-
-
-def _area(quad: np.ndarray) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
 def _outside(quad: np.ndarray, hw) -> np.ndarray:
@@ -341,7 +337,7 @@ def phone_photo(
     top = quad[1] - quad[0]
     conditions = {
         "desk": kind,
-        "coverage": round(abs(_area(quad)) / (hw[0] * hw[1]), 4),
+        "coverage": round(geometry.quad_area(quad) / (hw[0] * hw[1]), 4),
         "turn": round(math.degrees(math.atan2(top[1], top[0])), 2),
         "tilt": round(tilt, 2),
         "corners_out": int(_outside(quad, hw).sum()),
