@@ -26,6 +26,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 DOCUMENTS = ROOT.parent / "shared" / "data" / "documents"  # the shared real pages, if present
+PAGES = ROOT.parent / "shared" / "data" / "pages"  # the real page bank (training and validation)
 THROUGHPUT_PAGE = DOCUMENTS / "cardinal-1.png"
 
 

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from bench.common import ROOT, argument_parser, machine, to_megapixel, turned_page
+from bench.common import PAGES, ROOT, argument_parser, machine, to_megapixel, turned_page
 from stn_align.service.config import ServiceConfig
 from stn_align.service.pipeline import AlignOptions, Pipeline
 
@@ -125,12 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def phone_photos(count: int) -> list:
     """The first `count` phone photos of the validation pages (one per page, cycled), at 1 MP."""
-    from pathlib import Path
-
     from stn_align.training.documents import photo_eval
 
-    shared = ROOT.parent / "shared" / "data" / "pages"
-    photos = [to_megapixel(p.image) for p in photo_eval.phone_samples(Path(shared), 1, 0, "val")]
+    photos = [to_megapixel(p.image) for p in photo_eval.phone_samples(PAGES, 1, 0, "val")]
     return [photos[i % len(photos)] for i in range(count)]
 
 
