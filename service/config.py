@@ -142,8 +142,8 @@ class ServiceConfig:
     second_corner_read: bool = setting(
         True,
         "projective models that report a corner confidence read a photo again when the page the "
-        "first read found covers under 40% of it, cropped to that page with a tenth of its size "
-        "around it, and keep the second read's corners (service/corners.py)",
+        "first read found is small (under service/corners.py's MAX_PAGE_AREA of the photo), "
+        "cropped to that page with a margin, and keep the second read's corners",
     )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
