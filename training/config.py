@@ -27,6 +27,7 @@ class ModelConfig:
     channels: int = 1  # 1 (grey) or 3 (RGB) channels seen by the model
     hidden: int = 64  # width of the localiser's fully connected layers
     tps_grid: int = 4  # n for the n x n thin-plate-spline control points
+    coarse_size: int = 64  # doc-photo: side of the copy of the whole photo its first stage sees
     mean: float = 0.5  # input normalisation, applied to pixel / 255
     std: float = 0.5
     letterbox_fill: int = 0  # pad value when the localiser input is letterboxed

@@ -17,7 +17,7 @@ from stn_align.training.train import load_checkpoint, train
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_toy_run_of_the_recipe_trains_exports_and_serves(tmp_path, shared_data):
+def test_toy_run_of_the_recipe_trains_exports_and_serves(tmp_path, shared_data, capsys):
     cfg = load_config(
         ROOT / "configs" / "doc-perspective.toml",
         [
@@ -65,3 +65,16 @@ def test_toy_run_of_the_recipe_trains_exports_and_serves(tmp_path, shared_data):
         assert result.stages[0].corner_confidence == result.corner_confidence
         if threshold == 1.0:  # nothing is that sure: the identity, the whole photo
             np.testing.assert_array_equal(result.stages[0].theta, np.zeros(8))
+
+    # The stage diagnostic reads the same checkpoint and validation cache.
+    from bench import photo_stages
+
+    sheet = tmp_path / "worst.png"
+    args = [str(tmp_path / "run" / "ckpt.pt"), "--photos", str(tmp_path / "photos")]
+    assert photo_stages.main([*args, "--sheet", str(sheet)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == [
+        "| stage one", "| stage two", "| corner patches, step 1", "| corner patches, step 2",
+        "| final (photo order)",
+    ]  # fmt: skip
+    assert sheet.stat().st_size > 0

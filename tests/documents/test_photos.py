@@ -115,3 +115,17 @@ def test_turns_and_mirrors_move_the_corners_with_the_pixels(variant):
         moved[:, 0] * np.roll(moved[:, 1], -1) - moved[:, 1] * np.roll(moved[:, 0], -1)
     )
     assert area > 0  # still clockwise on screen (y down)
+
+
+def test_coarse_size_sets_what_stage_one_sees_and_is_checked():
+    import torch
+
+    from stn_align.training.documents.perspective_model import PhotoCascade
+
+    model = PhotoCascade(1, 128, 16, coarse_size=32).eval()
+    theta, logit = model(torch.rand(2, 1, 128, 128))
+    assert theta.shape == (2, 8) and logit.shape == (2, 1)
+    assert model.coarse.fc[0].in_features == 24 * 8 * 8  # a 32 px copy: 8 x 8 cells after the stem
+    assert PhotoCascade(1, 128, 16).coarse.fc[0].in_features == 32 * 8 * 8  # 64 px, one block more
+    with pytest.raises(ValueError, match="model.coarse_size"):
+        PhotoCascade(1, 128, 16, coarse_size=48)

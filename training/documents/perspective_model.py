@@ -1,7 +1,8 @@
 """doc-perspective's localiser for phone photos: a three-stage projective cascade with a corner
 confidence (`model.localiser = "doc-photo"`).
 
-1. Stage one (model.Stage) predicts the page's corners on a 64 px copy of the whole photo.
+1. Stage one (model.Stage) predicts the page's corners on a small copy of the whole photo
+   (`model.coarse_size`, 64 px by default).
 2. The page is re-sampled by that homography into a 128 px square from a copy at half the input
    size, and stage two predicts residual corners there (as in model.Cascade).
 3. Corner patches: around each corner of stage two's estimate, a PATCH x PATCH patch is re-sampled
@@ -81,14 +82,20 @@ class PhotoCascade(nn.Module):
     offsets: torch.Tensor
     gives_confidence = True  # forward returns (raw theta, confidence logit)
 
-    def __init__(self, channels: int, size: int, hidden: int):
+    def __init__(self, channels: int, size: int, hidden: int, coarse_size: int = 64):
         super().__init__()
         if size % 64:
             raise ValueError(f"model.input_size must be a multiple of 64 for doc-photo, got {size}")
+        if coarse_size < 32 or size % coarse_size:
+            raise ValueError(
+                f"model.coarse_size must be at least 32 and divide model.input_size ({size}),"
+                f" got {coarse_size}"
+            )
         self.size = size
+        self.coarse_size = coarse_size
         self.family = Projective()
         identity = torch.zeros(8)
-        self.coarse = Stage(channels, 64, hidden, identity)
+        self.coarse = Stage(channels, coarse_size, hidden, identity)
         self.fine = Stage(channels, 128, hidden, identity)
         self.refine = CornerNet(hidden)
         self.confidence = nn.Linear(3 * hidden, 1)
@@ -104,7 +111,7 @@ class PhotoCascade(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]
         coarse = self.coarse
-        h1 = coarse.fc(coarse.features(F.avg_pool2d(x, self.size // 64)))
+        h1 = coarse.fc(coarse.features(F.avg_pool2d(x, self.size // self.coarse_size)))
         first = coarse.head(h1)
         half = F.avg_pool2d(x, 2)
         # Stages see their input re-sampled by the estimate so far, with no gradient back into it
