@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             for j, item in enumerate(items):
                 if item["has_page"] > 0:
                     errors.append([float(e[j]) for e in per_stage])
-                    shown.append((item, [s[j].numpy().copy() for s in stages]))
+                    shown.append((start + j, [s[j].numpy().copy() for s in stages]))
     table = np.array(errors)
     final = table[:, -1]
     print(f"{len(table)} validation photos with a page ({args.checkpoint})\n")
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sheet:
         tiles = []
         for index in np.argsort(-final)[:16]:
-            item, stages = shown[index]
+            photo, stages = shown[index]
+            item = dataset[photo]  # read again here: only the drawn photos' images are kept
             image = cv2.cvtColor(item["image"][0].numpy(), cv2.COLOR_GRAY2BGR)
             side = image.shape[0]
             outlines = [(item["params"].numpy(), (0, 200, 0)), (stages[0], (255, 0, 0)),
