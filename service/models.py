@@ -125,7 +125,7 @@ def probe_cuda(model_path: Path) -> CudaProbe:
     ]  # fmt: skip
     ort.set_default_logger_severity(4)  # fatal only: the failed provider load is reported below
     try:  # a broken model raises ModelError here, as loading it would
-        bound = _session(model_path, [CUDA, CPU], 0).get_providers()[0] == CUDA
+        bound = _session(model_path, providers_for("cuda"), 0).get_providers()[0] == CUDA
     finally:
         ort.set_default_logger_severity(2)  # onnxruntime's default, warnings and up
     if bound:
@@ -143,11 +143,24 @@ def probe_cuda(model_path: Path) -> CudaProbe:
     return _probe
 
 
-def providers_for(device: str) -> list[str]:
-    return [CPU] if device == "cpu" else [CUDA, CPU]
+# Two of onnxruntime's CUDA defaults do not suit these graphs (both found with bench/gpu_check.py
+# and a chain benchmark on an H200, BENCHMARKS.md#gpu-check):
+# - TF32 matrix products (10 mantissa bits) are fine for convolutions but not for the graphs' own
+#   geometry: they moved doc-perspective's corners (its homography solve) by up to 0.17 and
+#   doc-dewarp's thin-plate grid by a pixel, 140 grey levels at a letter's edge. Full float32.
+# - With the default exhaustive cuDNN algorithm search the doc chain ran at 8.8 pages/s with 8
+#   calls in flight (7.4 even with every batch size warmed up first), with cuDNN's heuristic
+#   choice at 44. Why the exhaustive search keeps costing was not found; the heuristic is kept.
+CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}
+
+Provider = str | tuple[str, dict[str, str]]
 
 
-def _session(path: Path, providers: list[str], threads: int):
+def providers_for(device: str) -> list[Provider]:
+    return [CPU] if device == "cpu" else [(CUDA, CUDA_OPTIONS), CPU]
+
+
+def _session(path: Path, providers: list[Provider], threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()

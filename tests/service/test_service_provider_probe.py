@@ -67,3 +67,14 @@ def test_device_cuda_without_cuda_fails_with_the_reason(model_dir):
     with pytest.raises(ModelError, match="did not bind: " + probe.reason.split("(")[0]):
         load_repository(model_dir, ["doc-rotation"], "cuda")
     assert probe_cuda(model_dir / "any.onnx") is probe  # once per process
+
+
+@pytest.mark.gpu
+def test_cuda_sessions_keep_float32_and_the_heuristic_cudnn_search(model_dir):
+    """onnxruntime accepted both CUDA options (an unknown option name would fail the session)."""
+    if not probe_cuda(model_dir / "doc-rotation.onnx").bound:
+        pytest.skip("no CUDA device bound (no GPU, or CUDA libraries missing)")
+    model = load_repository(model_dir, ["doc-rotation"], "cuda")["doc-rotation"]
+    options = model.session.get_provider_options()[CUDA]
+    assert options["use_tf32"] == "0"
+    assert options["cudnn_conv_algo_search"] in ("HEURISTIC", "1")  # by name or enum value
