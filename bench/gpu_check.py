@@ -21,9 +21,13 @@ The report (markdown) goes to --out and stdout; the exit status is 1 when any ch
 --dry-run runs every step on the CPU provider with batches 1 and 2 and concurrency 1 and 2, so CI
 can run the script without a GPU; its report says so at the top, and is no GPU figure.
 
-On a lent machine, the package must be importable: `pip install --no-deps --target /tmp/site .`
-beside onnxruntime-gpu (../shared/tools/split-wheel.sh carries the wheel), then
-`PYTHONPATH=/tmp/site python3 -m bench.gpu_check`.
+On a lent machine with no network (as run on 2026-12-04, BENCHMARKS.md#gpu-check): carry the
+onnxruntime-gpu wheel in parts (../shared/tools/split-wheel.sh), this package's wheel (`pip wheel
+--no-deps --no-build-isolation . -w DIR`) and the service's dependencies missing there
+(grpcio-health-checking, grpcio-reflection; grpcio and protobuf at this checkout's versions), put
+them in one folder with `pip install --no-index --no-deps --target /tmp/site`, then run
+`PYTHONPATH=/tmp/site python3 -m bench.gpu_check` from the checkout. onnxruntime.preload_dlls()
+finds CUDA 13 and cuDNN 9 among the machine's own nvidia-* wheels.
 """
 
 from __future__ import annotations
