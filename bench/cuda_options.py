@@ -39,13 +39,14 @@ VARIANTS = [  # (name, CUDA provider options, warm every batch size)
 
 
 def measure(model_dir: str, chain: str, options: dict, warm_all: bool, args) -> list[str]:
+    service_options = models.CUDA_OPTIONS
     models.CUDA_OPTIONS = options  # read by providers_for when the sessions are made
     try:
         config = ServiceConfig(model_dir=model_dir)
         started = time.perf_counter()
         pipeline = Pipeline.from_dir(model_dir, config)
     finally:
-        models.CUDA_OPTIONS = SERVICE
+        models.CUDA_OPTIONS = service_options
     try:
         pipeline.warmup(config.warmup_runs)
         if warm_all:
