@@ -222,18 +222,21 @@ def train(cfg: TrainConfig) -> dict:
         batch = next(stream)
         loss, stats = compute_loss(model, batch, cfg, device)
         optimizer.zero_grad(set_to_none=True)
-        if all_finite(loss, distributed):
+        # One degenerate batch (a projective guess folded over itself) must not poison the
+        # weights: when its loss or its gradient is not finite, the update is skipped and
+        # counted; evaluation and checkpoints go on. A finite loss can still give an infinite
+        # gradient, and clipping that one would write NaN into every weight.
+        update = all_finite(loss, distributed)
+        if update:
             loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-        else:
-            # One degenerate batch (a projective guess folded over itself) must not poison the
-            # weights: its update is skipped and counted; evaluation and checkpoints go on.
+            limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit)
+            update = bool(torch.isfinite(norm))
+            if update:
+                optimizer.step()
+        if not update:
             skipped += 1
-            log.warning(
-                "step %d: loss is %s, update skipped (%d so far)", step, loss.item(), skipped
-            )
+            log.warning("step %d: loss %s, update skipped (%d so far)", step, loss.item(), skipped)
         step += 1
         seen += len(batch["image"])
         bar.update(1)

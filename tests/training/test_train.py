@@ -179,6 +179,44 @@ def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
     assert torch.isfinite(torch.tensor(metrics["val_loss"]))
 
 
+def test_a_finite_loss_with_a_non_finite_gradient_is_skipped(tmp_path, monkeypatch):
+    """sqrt at zero has an infinite slope: the first step's loss is finite but its gradient is
+    not. Clipping that gradient would write NaN into every weight; the step is skipped instead."""
+    from stn_align.training import train as train_module
+
+    real = train_module.compute_loss
+    calls = {"n": 0}
+
+    def steep(model, batch, cfg, device):
+        loss, stats = real(model, batch, cfg, device)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            total = sum(p.sum() for p in model.parameters())
+            loss = loss + torch.sqrt(total * 0.0)
+        return loss, stats
+
+    monkeypatch.setattr(train_module, "compute_loss", steep)
+    cfg = load_config(
+        None,
+        [
+            "model.family=rotation",
+            "model.input_size=16",
+            "model.localiser=fc",
+            "batch_size=8",
+            "steps=3",
+            "eval_every=3",
+            "num_workers=0",
+            "data.val_size=16",
+            f"out_dir={tmp_path}",
+        ],
+    )
+    train(cfg)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["skipped_steps"] == 1 and record["step"] == 3
+    model, _ = load_checkpoint(tmp_path / "ckpt.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_corner_loss_is_the_mean_squared_corner_distance_and_stays_finite():
     from stn_align.core.geometry import CORNERS
     from stn_align.training.families import build_family
