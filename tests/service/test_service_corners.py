@@ -91,3 +91,61 @@ def test_doc_perspective_reads_a_small_page_again_and_keeps_the_second_reads_cor
     assert np.abs(second - first).max() > 1  # the second read's corners, not the first's
     diagonal = float(np.hypot(*photo.shape[:2]))
     assert np.linalg.norm(second - truth, axis=1).mean() / diagonal < 0.02
+
+
+class MarkerModel:
+    """Stands in for a projective Model that reads the page's corners off four marker pixels
+    (values 10, 20, 30, 40 at the page's TL, TR, BR, BL), listing them clockwise in the view's
+    own photo order. Only the view at `surest` (in the order read_views asks for them) is sure
+    and exact; the others are less sure and a little off."""
+
+    def __init__(self, surest: int):
+        self.surest = surest
+
+    def localise(self, model, smalls):
+        rows = []
+        for index, small in enumerate(smalls):
+            side = small.shape[0]
+            found = []
+            for value in (10, 20, 30, 40):
+                row, col = np.argwhere(small[:, :, 0] == value)[0]
+                found.append([(2 * col + 1) / side - 1, (2 * row + 1) / side - 1])
+            quad = np.array(found)
+            x, y = quad[:, 0], quad[:, 1]
+            if (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() < 0:
+                quad = quad[[0, 3, 2, 1]]  # a mirrored view lists them the other way round
+            quad = np.roll(quad, -geometry.photo_order_start(quad), axis=0)
+            sure = index == self.surest
+            params = (quad - geometry.CORNERS).reshape(8) + (0 if sure else 0.1)
+            rows.append(np.append(params, 0.9 if sure else 0.5))
+        return rows
+
+    def split(self, row):
+        return row[:8], row[8:]
+
+
+def test_the_surest_view_is_kept_and_its_corners_come_back_to_the_photo():
+    small = np.full((32, 32, 1), 128, np.uint8)
+    pixels = [(5, 3), (26, 8), (24, 28), (2, 22)]  # (col, row) of TL, TR, BR, BL
+    for value, (col, row) in zip((10, 20, 30, 40), pixels, strict=True):
+        small[row, col, 0] = value
+    truth = (np.array(pixels) * 2 + 1) / 32 - 1
+    first = np.zeros(8, np.float32)  # the first read found the whole frame, unsure
+    for views, surest in ((4, 0), (4, 2), (8, 3), (8, 5)):
+        model = MarkerModel(surest)
+        theta = corners.read_views(model, small, first, 0.3, views, model.localise)
+        np.testing.assert_allclose(theta.reshape(4, 2) + geometry.CORNERS, truth, atol=1e-6)
+    sure_first = corners.read_views(model, small, first, 0.95, 8, model.localise)
+    assert not sure_first.any()  # no view is surer than a first read at 0.95
+
+
+def test_doc_perspective_with_four_views_still_finds_a_small_page():
+    photo, truth = _photo_of_a_small_page()
+    config = ServiceConfig(device="cpu", page_edges="none", corner_views=4)
+    pipe = Pipeline.from_dir(str(EXPORTED), config)
+    try:
+        result = pipe.align(photo, AlignOptions(models=["doc-perspective"], encoding="none"))
+    finally:
+        pipe.close()
+    diagonal = float(np.hypot(*photo.shape[:2]))
+    assert np.linalg.norm(result.corners - truth, axis=1).mean() / diagonal < 0.02
