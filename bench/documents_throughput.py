@@ -55,13 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         help="setting second_corner_read off: the cost of the closer corner read",
     )
     parser.add_argument(
-        "--corner-views",
-        type=int,
-        choices=(1, 4, 8),
-        default=None,
-        help="the service setting corner_views (default: its default): the cost of more views",
-    )
-    parser.add_argument(
         "--photos",
         action="store_true",
         help="phone photos of the validation sources' pages (one per page, seed 0, each at 1 MP: "
@@ -83,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace(second_read_below=args.second_read_below)
     if args.one_corner_read:
         config = config.replace(second_corner_read=False)
-    if args.corner_views is not None:
-        config = config.replace(corner_views=args.corner_views)
     pipe = Pipeline.from_dir(args.model_dir, config)
     pipe.warmup(2)
     if args.photos:

@@ -209,26 +209,6 @@ def corner_params(corners: np.ndarray, in_hw: Size) -> np.ndarray:
     return (quad - CORNERS).reshape(8)
 
 
-def photo_order(corners: np.ndarray, in_hw: Size) -> np.ndarray:
-    """Four corners in input pixels, clockwise on screen, relabelled in the photo's order (the
-    way doc-perspective lists them; in-graph: training/documents/perspective_model.photo_order)."""
-    corners = np.asarray(corners, dtype=np.float64).reshape(4, 2)
-    start = photo_order_start(apply_matrix(pixel_to_axis(in_hw), corners))
-    return np.roll(corners, -start, axis=0)
-
-
-def photo_order_start(quad: np.ndarray) -> int:
-    """Which of four corners (4, 2) in the photo's normalised frame, clockwise on screen, comes
-    first in the photo's order: the one whose top edge (to the next) and bottom edge (the last
-    to the third) run most nearly rightwards."""
-    scores = []
-    for k in range(4):
-        r = np.roll(np.asarray(quad, dtype=np.float64), -k, axis=0)
-        along = (r[1] - r[0]) + (r[2] - r[3])
-        scores.append(along[0] / max(1e-12, float(np.hypot(*along))))
-    return int(np.argmax(scores))
-
-
 def quad_area(quad: np.ndarray) -> float:
     """The area of a polygon given by its corners in order (either winding), e.g. a page's four."""
     quad = np.asarray(quad, dtype=np.float64).reshape(-1, 2)

@@ -145,13 +145,6 @@ class ServiceConfig:
         "first read found is small (under service/corners.py's MAX_PAGE_AREA of the photo), "
         "cropped to that page with a margin, and keep the second read's corners",
     )
-    corner_views: int = setting(
-        1,
-        "projective models that report a corner confidence: the views of the photo their first "
-        "read takes, keeping the surest: 1 (the photo as it is), 4 (also turned by each quarter "
-        "turn) or 8 (also mirrored); more views are closer and slower (service/corners.py)",
-        minimum=1,
-    )
     max_batch_size: int = setting(16, "most images per localiser run", minimum=1)
     max_queue_delay_ms: float = setting(2.0, "longest wait for a batch to fill, ms", minimum=0)
     max_queue_size: int = setting(
@@ -298,10 +291,6 @@ def validate(config: ServiceConfig) -> ServiceConfig:
                 f"{_describe(_BY_NAME[name])}: "
                 f"{getattr(config, name)} is above 1 (confidences run from 0 to 1)"
             )
-    if config.corner_views not in (1, 4, 8):
-        raise ConfigError(
-            f"{_describe(_BY_NAME['corner_views'])}: {config.corner_views} is not 1, 4 or 8"
-        )
     if config.require_gpu and config.device == "cpu":
         raise ConfigError("settings require_gpu and device=cpu contradict each other")
     return config

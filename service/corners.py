@@ -1,12 +1,4 @@
-"""A projective model's further reads: more views of the photo, and a closer look at the page.
-
-`read_views` (setting `corner_views`, off by default): the first read also looks at the photo
-turned by each quarter turn (4 views) and mirrored (8), and keeps the corners of the view it is
-surest of. doc-perspective was trained on all eight views, and the reads of one photo disagree
-most where it is unsure, so the surest view is often closer; each view costs one more localiser
-run (exported/doc-perspective.md gives the accuracy and the speed).
-
-`read_again`: the second, closer read, on the photo cropped to the page the first read found.
+"""A projective model's second, closer read: the photo cropped to the page the first read found.
 
 The localiser sees the whole photo squeezed to its input (doc-perspective: 384 px), so a page that
 covers a third of the frame gets a third of those pixels. Cropped to the first read's corners,
@@ -37,48 +29,7 @@ MAX_AREA = 0.9  # crops keeping more of the photo's area than this are not read 
 MAX_PAGE_AREA = 0.4
 MIN_SIDE = 64  # pixels; a smaller crop is not read again
 
-VIEWS = (1, 4, 8)  # the values setting corner_views may take
-
 Localise = Callable[[Model, Sequence[np.ndarray]], list[np.ndarray]]
-
-
-def view(small: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
-    """The localiser input (S x S x C) mirrored left to right (when asked), then turned by
-    `turns` quarter turns counter-clockwise on screen (np.rot90)."""
-    return np.ascontiguousarray(np.rot90(small[:, ::-1] if mirrored else small, turns))
-
-
-def corners_from_view(quad: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
-    """Corners (4, 2) in a view's normalised frame -> the same points in the photo's frame."""
-    x, y = quad[:, 0].copy(), quad[:, 1].copy()
-    for _ in range(turns % 4):  # np.rot90 puts the original's (x, y) at (y, -x)
-        x, y = -y, x
-    if mirrored:
-        x = -x
-    return np.stack([x, y], axis=1)
-
-
-def read_views(
-    model: Model, small: np.ndarray, theta: np.ndarray, confidence: float, views: int,
-    localise: Localise,
-) -> np.ndarray:  # fmt: skip
-    """theta and corner confidence of the first read on `small` (the localiser input) -> the
-    theta of the surest of `views` views (VIEWS), in the photo's frame and order."""
-    if views not in VIEWS:
-        raise ValueError(f"corner_views must be one of {VIEWS}, got {views}")
-    chosen = [(k % 4, k >= 4) for k in range(1, views)]
-    rows = localise(model, [view(small, turns, mirrored) for turns, mirrored in chosen])
-    best, surest = theta, confidence
-    for (turns, mirrored), row in zip(chosen, rows, strict=True):
-        seen, sure = model.split(row)
-        if sure is None or not np.isfinite(seen).all() or float(sure[0]) <= surest:
-            continue
-        quad = corners_from_view(geometry.CORNERS + seen.reshape(4, 2), turns, mirrored)
-        if mirrored:  # back to clockwise on screen
-            quad = quad[[0, 3, 2, 1]]
-        ordered = np.roll(quad, -geometry.photo_order_start(quad), axis=0)
-        best, surest = (ordered - geometry.CORNERS).reshape(8).astype(np.float32), float(sure[0])
-    return best
 
 
 def crop_box(corners: np.ndarray, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:

@@ -308,14 +308,9 @@ class Pipeline:
             )
             if unsure:  # no page found: the identity, no warp (setting min_corner_confidence)
                 theta = geometry.identity_params(model.family, model.contract.tps_grid)
-            elif corner_confidence is not None:
+            elif corner_confidence is not None and self.config.second_corner_read:
                 localise = functools.partial(self._localise_all, alive=alive, timings=timings)
-                if self.config.corner_views > 1:
-                    theta = corner_reads.read_views(
-                        model, small, theta, corner_confidence, self.config.corner_views, localise
-                    )
-                if self.config.second_corner_read:
-                    theta, read_again = corner_reads.read_again(model, seen, theta, localise)
+                theta, read_again = corner_reads.read_again(model, seen, theta, localise)
             if not unsure and model.name in self.page_edge_models:
                 t = time.perf_counter()
                 theta = page_edges.snap_params(

@@ -144,7 +144,6 @@ def run_evaluate(args) -> int:
             blank=args.blank,
             threshold=args.min_confidence,
             second_read_below=args.second_read_below,
-            corner_views=args.corner_views,
         )
     except (FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -294,14 +293,6 @@ def add_commands(subparsers) -> None:
         metavar="X",
         help="the service setting second_read_below (default: the service's, 0.95): pages less "
         "sure than this are read again, closer; 0 scores the first read alone",
-    )
-    ev.add_argument(
-        "--corner-views",
-        type=int,
-        choices=(1, 4, 8),
-        default=None,
-        help="the service setting corner_views (default: the service's, 1): views of a phone "
-        "photo a projective model reads, keeping the surest",
     )
     ev.add_argument(
         "--model", help="model name in --model-dir (e.g. doc-rotation); omit to score peers only"

@@ -18,6 +18,7 @@ from stn_align.training.documents.perspective_model import (
     photo_order,
 )
 from stn_align.training.documents.photo_eval import outline_error
+from stn_align.training.documents.photo_eval import photo_order as photo_order_np
 
 
 def _page(h=200, w=150) -> np.ndarray:
@@ -97,9 +98,7 @@ def test_photo_order_starts_at_the_corner_whose_edge_runs_right():
     got = photo_order(torch.tensor(listed[None], dtype=torch.float32))[0].numpy()
     np.testing.assert_allclose(got, turned, atol=1e-6)
     pixels = (listed + 1) * 50  # the NumPy twin, in pixels of a square photo
-    np.testing.assert_allclose(
-        geometry.photo_order(pixels, (100, 100)), (turned + 1) * 50, atol=1e-9
-    )
+    np.testing.assert_allclose(photo_order_np(pixels, (100, 100)), (turned + 1) * 50, atol=1e-9)
 
 
 def test_cyclic_loss_and_outline_error_ignore_where_the_order_starts():

@@ -46,7 +46,6 @@ def test_environment_then_flags_override():
         ({"STN_TLS_CERT": "/no/such.pem", "STN_TLS_KEY": "/no/key.pem"}, "STN_TLS_CERT"),
         ({"STN_REQUIRE_GPU": "1", "STN_DEVICE": "cpu"}, "require_gpu"),
         ({"STN_WARP": "gpu"}, "--warp"),
-        ({"STN_CORNER_VIEWS": "3"}, "STN_CORNER_VIEWS"),
     ],
 )
 def test_errors_name_the_setting(env, named):

@@ -108,14 +108,13 @@ def evaluate(
     blank: int = 0,
     threshold: float | None = None,
     second_read_below: float | None = None,
-    corner_views: int | None = None,
 ) -> dict:
     """Score the model (and peers) on the generated samples. Returns summaries (overall, and in
     rotation mode by kind and by script, and the calibration of the confidences at `threshold`,
     default the service's min_orientation_confidence), the per-sample predictions and a few
     before/after pairs for the contact sheet. The model's answers are its own, however unsure:
     the threshold is scored, not applied. `split`: one side of the bank's split (pages.csv).
-    `second_read_below`, `corner_views`: those service settings (None: their defaults)."""
+    `second_read_below`: the service setting (None: its default)."""
     from stn_align.service.config import ServiceConfig
 
     folder = Path(folder)
@@ -130,8 +129,6 @@ def evaluate(
         )
         if second_read_below is not None:
             config = config.replace(second_read_below=second_read_below)
-        if corner_views is not None:
-            config = config.replace(corner_views=corner_views)
         pipeline = Pipeline.from_dir(
             model_dir, config if page_edges else config.replace(page_edges="none")
         )

@@ -65,6 +65,19 @@ def _truth_names(folder: Path) -> list[str]:
         return [row["file"] for row in csv.DictReader(f)]
 
 
+def photo_order(corners: np.ndarray, hw) -> np.ndarray:
+    """Corners (4, 2) in pixels, clockwise -> relabelled in the photo's order (NumPy twin of
+    perspective_model.photo_order, in the photo's normalised frame)."""
+    corners = np.asarray(corners, dtype=np.float64).reshape(4, 2)
+    axis = geometry.apply_matrix(geometry.pixel_to_axis(hw), corners)
+    scores = []
+    for k in range(4):
+        r = np.roll(axis, -k, axis=0)
+        along = (r[1] - r[0]) + (r[2] - r[3])
+        scores.append(along[0] / max(1e-12, float(np.hypot(*along))))
+    return np.roll(corners, -int(np.argmax(scores)), axis=0)
+
+
 def outline_error(predicted, truth) -> float:
     """metrics.corner_error at the best cyclic shift of the predicted corners."""
     if predicted is None:
@@ -75,7 +88,7 @@ def outline_error(predicted, truth) -> float:
 
 def labelled_error(predicted, truth, hw) -> float:
     """metrics.corner_error against the true corners in the photo's order."""
-    return metrics.corner_error(predicted, geometry.photo_order(truth, hw))
+    return metrics.corner_error(predicted, photo_order(truth, hw))
 
 
 def page_images(folder: Path, split: str) -> list[tuple[str, np.ndarray]]:
