@@ -315,7 +315,7 @@ def phone_photo(
         placed = camera(rng, page_wh, hw, coverage, out_of_frame)
         coverage *= 0.9  # a page that cannot fit (a long receipt at a steep angle) is shown smaller
     hom, quad, tilt = placed
-    kinds = textures.EVAL_KINDS if recipe == "eval" else textures.TRAIN_KINDS
+    kinds = textures.TRAIN_KINDS + (textures.HELD_OUT if recipe == "eval" else ())
     kind = str(rng.choice(kinds))
     surface = desk(rng, kind, hom, hw, page_wh, sheets)
     warped, alpha = place(page, quad, hw)
@@ -362,7 +362,7 @@ def blank_photo(rng: np.random.Generator, long_side: float = 1200, recipe: str =
         surface = np.ones((h, w, 3), np.float32) * colour
         kind = "wall"
     else:
-        kinds = textures.EVAL_KINDS if recipe == "eval" else textures.TRAIN_KINDS
+        kinds = textures.TRAIN_KINDS + (textures.HELD_OUT if recipe == "eval" else ())
         kind = str(rng.choice(kinds))
         placed = camera(rng, (1.0, 0.75), hw, rng.uniform(0.2, 0.6), False)
         hom = placed[0] if placed else np.array([[w / 2, 0, w / 2], [0, w / 2, h / 2], [0, 0, 1]])

@@ -10,10 +10,6 @@ photo generator (photos.py) can lay it under the same perspective as the page. K
 - stone: concrete or granite (noise at several scales, coloured grains);
 - clutter: a plain desk with other papers, sticky notes and pens on it;
 - carpet: short fibres, noisy at a fine scale;
-- kraft: brown wrapping paper, fibrous and creased, close to a page's own tone;
-- leather: a pebbled hide (grains and creases), tan to black;
-- tablecloth: a printed cloth, rows of motifs (dots, rings, flowers) on a plain ground, folded;
-- mat: a cutting mat, fine grid lines and heavier ones every fifth (straight lines near the page);
 - marble, tiles, knit: used only for evaluation photos (HELD_OUT), so the validation desks include
   surfaces no training photo had: marble veins, square tiles with grout lines (straight lines
   beside the page) and a knitted wool throw.
@@ -26,12 +22,8 @@ import math
 import cv2
 import numpy as np
 
-FIRST_KINDS = ("wood", "cloth", "laminate", "dark", "stone", "clutter", "carpet")
-TRAIN_KINDS = FIRST_KINDS + ("kraft", "leather", "tablecloth", "mat")
+TRAIN_KINDS = ("wood", "cloth", "laminate", "dark", "stone", "clutter", "carpet")
 HELD_OUT = ("marble", "tiles", "knit")
-# Evaluation photos draw from the first seven desks and the held-out ones only, so that adding a
-# training desk leaves every validation and test photo as it was and files stay comparable.
-EVAL_KINDS = FIRST_KINDS + HELD_OUT
 KINDS = TRAIN_KINDS + HELD_OUT
 
 
@@ -177,87 +169,6 @@ def clutter(rng, hw, sheets: list[np.ndarray] | None = None):
     return out
 
 
-def kraft(rng, hw):
-    h, w = hw
-    base = _colour(rng, np.array([178, 142, 100]) * rng.uniform(0.75, 1.15), 5)
-    # Fibres: noise stretched along one direction, then turned by a random angle.
-    fibres = rng.normal(0, 1, hw).astype(np.float32)
-    length = rng.uniform(4, 12)
-    fibres = cv2.GaussianBlur(fibres, (0, 0), sigmaX=length, sigmaY=0.8) * length
-    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(0, 180)), 1.0)
-    fibres = cv2.warpAffine(fibres, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
-    field = 1.0 + fibres * rng.uniform(0.02, 0.06) + fractal(rng, hw, 4, 3) * 0.05
-    for _ in range(int(rng.integers(0, 5))):  # creases: a lit side and a shaded side
-        p = rng.uniform(0, 1, 2) * (w, h)
-        a = rng.uniform(0, math.pi)
-        d = np.array([math.cos(a), math.sin(a)]) * max(h, w)
-        line = np.zeros(hw, np.float32)
-        cv2.line(line, tuple(int(v) for v in p - d), tuple(int(v) for v in p + d), 1.0, 2)
-        shift = cv2.warpAffine(line, np.float32([[1, 0, 2], [0, 1, 2]]), (w, h))
-        field += (_blurred(line, 1.5) - _blurred(shift, 1.5)) * rng.uniform(0.1, 0.3)
-    return _shade(field, base)
-
-
-def _blurred(field: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(field, (0, 0), sigma)
-
-
-def leather(rng, hw):
-    base = _colour(
-        rng, [[150, 95, 55], [90, 55, 35], [35, 30, 28], [120, 40, 30]][int(rng.integers(4))], 12
-    )
-    cell = rng.uniform(1.5, 4.0)
-    grains = _blurred(rng.normal(0, 1, hw).astype(np.float32), cell)
-    grains = np.abs(grains / (grains.std() + 1e-6))  # dark valleys between raised pebbles
-    field = 0.8 + 0.2 * np.clip(grains, 0, 2) + fractal(rng, hw, 3, 3) * rng.uniform(0.05, 0.15)
-    sheen = np.maximum(noise(rng, hw, 2), 0) * rng.uniform(0, 0.3)
-    return _shade(field + sheen, base)
-
-
-def tablecloth(rng, hw):
-    h, w = hw
-    ground = _colour(rng, rng.uniform(120, 250, 3), 10)
-    out = np.ones((h, w, 3), np.float32) * ground
-    step = rng.uniform(0.04, 0.12) * max(h, w)
-    size = step * rng.uniform(0.15, 0.4)
-    motif = int(rng.integers(3))
-    inks = [
-        _colour(rng, rng.uniform(20, 230, 3), 10).tolist() for _ in range(int(rng.integers(1, 4)))
-    ]
-    for row, y in enumerate(np.arange(-step, h + step, step)):
-        for col, x in enumerate(np.arange(-step, w + step, step) + (row % 2) * step / 2):
-            ink = inks[(row + col) % len(inks)]
-            centre, r = (int(x), int(y)), max(1, int(size))
-            if motif == 0:  # dots
-                cv2.circle(out, centre, r, ink, -1, cv2.LINE_AA)
-            elif motif == 1:  # rings
-                cv2.circle(out, centre, r, ink, max(1, r // 4), cv2.LINE_AA)
-            else:  # five-petal flowers
-                for k in range(5):
-                    a = 2 * math.pi * k / 5
-                    petal = (int(x + r * math.cos(a)), int(y + r * math.sin(a)))
-                    cv2.circle(out, petal, max(1, r // 2), ink, -1, cv2.LINE_AA)
-    weave = 1.0 + rng.normal(0, 0.03, hw).astype(np.float32)
-    folds = 1.0 + noise(rng, hw, rng.uniform(2, 5)) * rng.uniform(0.05, 0.2)
-    return out * (weave * folds)[:, :, None]
-
-
-def mat(rng, hw):
-    h, w = hw
-    base = _colour(
-        rng, [[40, 110, 70], [40, 60, 110], [60, 60, 62], [25, 25, 28]][int(rng.integers(4))], 10
-    )
-    out = _shade(1.0 + noise(rng, hw, 3) * 0.03, base)
-    line = _colour(rng, [200, 210, 205], 20).tolist()
-    pitch = rng.uniform(0.02, 0.05) * max(h, w)
-    offset = rng.uniform(0, pitch, 2)
-    for k, x in enumerate(np.arange(offset[0], w, pitch)):
-        cv2.line(out, (int(x), 0), (int(x), h), line, 2 if k % 5 == 0 else 1)
-    for k, y in enumerate(np.arange(offset[1], h, pitch)):
-        cv2.line(out, (0, int(y)), (w, int(y)), line, 2 if k % 5 == 0 else 1)
-    return out
-
-
 def marble(rng, hw):
     base = _colour(rng, [225, 222, 215], 20)
     turb = fractal(rng, hw, rng.uniform(3, 8), 5)
@@ -299,10 +210,6 @@ DRAW = {
     "dark": dark,
     "stone": stone,
     "carpet": carpet,
-    "kraft": kraft,
-    "leather": leather,
-    "tablecloth": tablecloth,
-    "mat": mat,
     "marble": marble,
     "tiles": tiles,
     "knit": knit,
