@@ -133,6 +133,25 @@ def test_localiser_init_identity_or_random():
     assert head.weight.abs().sum() > 0
 
 
+def tiny_rotation_run(tmp_path, steps: int, *overrides: str):
+    """A few steps of a tiny rotation localiser, evaluated and saved once at the end."""
+    return load_config(
+        None,
+        [
+            "model.family=rotation",
+            "model.input_size=16",
+            "model.localiser=fc",
+            "batch_size=8",
+            f"steps={steps}",
+            f"eval_every={steps}",
+            "num_workers=0",
+            "data.val_size=16",
+            f"out_dir={tmp_path}",
+            *overrides,
+        ],
+    )
+
+
 def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
     """The first batch's targets are NaN: its step is skipped and counted; the weights stay
     finite."""
@@ -156,22 +175,7 @@ def test_a_non_finite_batch_is_skipped_not_learned(tmp_path, monkeypatch):
         return Poisoned()
 
     monkeypatch.setitem(data.DATASETS, "poisoned", poisoned)
-    cfg = load_config(
-        None,
-        [
-            "model.family=rotation",
-            "model.input_size=16",
-            "model.localiser=fc",
-            "data.dataset=poisoned",
-            "batch_size=8",
-            "steps=4",
-            "eval_every=4",
-            "num_workers=0",
-            "data.val_size=16",
-            f"out_dir={tmp_path}",
-        ],
-    )
-    metrics = train(cfg)
+    metrics = train(tiny_rotation_run(tmp_path, 4, "data.dataset=poisoned"))
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["skipped_steps"] == 1 and record["step"] == 4
     model, _ = load_checkpoint(tmp_path / "ckpt.pt")
@@ -196,21 +200,7 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_skipped(tmp_path, monkeypat
         return loss, stats
 
     monkeypatch.setattr(train_module, "compute_loss", steep)
-    cfg = load_config(
-        None,
-        [
-            "model.family=rotation",
-            "model.input_size=16",
-            "model.localiser=fc",
-            "batch_size=8",
-            "steps=3",
-            "eval_every=3",
-            "num_workers=0",
-            "data.val_size=16",
-            f"out_dir={tmp_path}",
-        ],
-    )
-    train(cfg)
+    train(tiny_rotation_run(tmp_path, 3))
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["skipped_steps"] == 1 and record["step"] == 3
     model, _ = load_checkpoint(tmp_path / "ckpt.pt")
