@@ -2,7 +2,10 @@
 confidence (`model.localiser = "doc-photo"`).
 
 1. Stage one (model.Stage) predicts the page's corners on a small copy of the whole photo
-   (`model.coarse_size`, 64 px by default).
+   (`model.coarse_size`, 64 px by default). Optionally (`model.coarse_context`) residual dilated
+   convs over its last map let every cell see the whole photo before the corners are read, and
+   (`model.page_mask`) a 1x1 conv on that map learns, in training only, which cells the page
+   covers: a dense target that a shadow's edge or a desk's tiles do not satisfy.
 2. The page is re-sampled by that homography into a 128 px square from a copy at half the input
    size, and stage two predicts residual corners there (as in model.Cascade).
 3. Corner patches: around each corner of stage two's estimate, a PATCH x PATCH patch is re-sampled
@@ -76,13 +79,41 @@ class CornerNet(nn.Module):
         return hidden, self.head(hidden)
 
 
+class ContextBlock(nn.Module):
+    """A residual block of two 3x3 convs dilated by 2 over stage one's last map (8 cells a side at
+    64-128 px): two blocks let every cell see the whole photo. It starts as the identity (the last
+    BatchNorm's scale is zero), so a block added to a recipe changes nothing untrained."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=2, dilation=2, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
 class PhotoCascade(nn.Module):
     corners: torch.Tensor
     turns: torch.Tensor
     offsets: torch.Tensor
     gives_confidence = True  # forward returns (raw theta, confidence logit)
 
-    def __init__(self, channels: int, size: int, hidden: int, coarse_size: int = 64):
+    def __init__(
+        self,
+        channels: int,
+        size: int,
+        hidden: int,
+        coarse_size: int = 64,
+        context: int = 0,
+        page_mask: float = 0.0,
+    ):
         super().__init__()
         if size % 64:
             raise ValueError(f"model.input_size must be a multiple of 64 for doc-photo, got {size}")
@@ -96,6 +127,11 @@ class PhotoCascade(nn.Module):
         self.family = Projective()
         identity = torch.zeros(8)
         self.coarse = Stage(channels, coarse_size, hidden, identity)
+        width = [m for m in self.coarse.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        self.context = nn.ModuleList(ContextBlock(width) for _ in range(context))
+        self.page_mask = page_mask  # the mask loss's weight; 0: no mask head
+        self.mask_head = nn.Conv2d(width, 1, 1) if page_mask > 0 else None
+        self.mask_logits = torch.zeros(0)
         self.fine = Stage(channels, 128, hidden, identity)
         self.refine = CornerNet(hidden)
         self.confidence = nn.Linear(3 * hidden, 1)
@@ -111,7 +147,12 @@ class PhotoCascade(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]
         coarse = self.coarse
-        h1 = coarse.fc(coarse.features(F.avg_pool2d(x, self.size // self.coarse_size)))
+        cells = coarse.features[:-1](F.avg_pool2d(x, self.size // self.coarse_size))
+        for block in self.context:
+            cells = block(cells)
+        if self.mask_head is not None and self.training:
+            self.mask_logits = self.mask_head(cells)[:, 0]
+        h1 = coarse.fc(cells.flatten(1))
         first = coarse.head(h1)
         half = F.avg_pool2d(x, 2)
         # Stages see their input re-sampled by the estimate so far, with no gradient back into it
@@ -214,6 +255,14 @@ class PhotoCascade(nn.Module):
             "error_pct": found.mean().item() if len(found) else 0.0,
             "within_2pct": (found < 2.0).float().mean().item() if len(found) else 0.0,
         }
+        if self.mask_head is not None and self.training:  # no mask is computed in eval mode
+            side = self.mask_logits.shape[-1]
+            covered = page_coverage(target.reshape(-1, 4, 2) + self.corners, side)
+            mask = F.binary_cross_entropy_with_logits(
+                self.mask_logits, covered * page[:, None, None]
+            )
+            loss = loss + self.page_mask * mask
+            stats["mask_loss"] = mask.item()
         return loss, stats
 
     @torch.no_grad()
@@ -274,6 +323,22 @@ def photo_order(corners: torch.Tensor) -> torch.Tensor:
     for pick, r in zip(picks[1:], rolled[1:], strict=True):
         ordered = ordered + pick[:, None, None] * r
     return ordered
+
+
+def page_coverage(corners: torch.Tensor, side: int, samples: int = 4) -> torch.Tensor:
+    """(N, side, side): the share of each cell of a side x side grid over the photo's normalised
+    frame that the page (its corners (N, 4, 2) in order, either way round, a convex quad) covers,
+    from samples x samples points a cell."""
+    fine = side * samples
+    steps = (torch.arange(fine, dtype=corners.dtype, device=corners.device) * 2 + 1) / fine - 1
+    gy, gx = torch.meshgrid(steps, steps, indexing="ij")
+    points = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)  # (1, 1, P, 2)
+    start = corners[:, :, None, :]  # (N, 4, 1, 2)
+    edge = torch.roll(corners, -1, dims=1)[:, :, None, :] - start
+    rel = points - start
+    cross = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]  # (N, 4, P)
+    inside = ((cross >= 0).all(dim=1) | (cross <= 0).all(dim=1)).to(corners.dtype)
+    return F.avg_pool2d(inside.reshape(-1, 1, fine, fine), samples)[:, 0]
 
 
 def cyclic_corner_loss(
