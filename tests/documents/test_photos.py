@@ -13,8 +13,10 @@ from stn_align.core import geometry
 from stn_align.training.documents import photos, textures
 from stn_align.training.documents.dataset import turn
 from stn_align.training.documents.perspective_model import (
+    PhotoCascade,
     corner_error_pct,
     cyclic_corner_loss,
+    page_coverage,
     photo_order,
 )
 from stn_align.training.documents.photo_eval import outline_error
@@ -118,10 +120,6 @@ def test_turns_and_mirrors_move_the_corners_with_the_pixels(variant):
 
 
 def test_coarse_size_sets_what_stage_one_sees_and_is_checked():
-    import torch
-
-    from stn_align.training.documents.perspective_model import PhotoCascade
-
     model = PhotoCascade(1, 128, 16, coarse_size=32).eval()
     theta, logit = model(torch.rand(2, 1, 128, 128))
     assert theta.shape == (2, 8) and logit.shape == (2, 1)
@@ -129,3 +127,48 @@ def test_coarse_size_sets_what_stage_one_sees_and_is_checked():
     assert PhotoCascade(1, 128, 16).coarse.fc[0].in_features == 32 * 8 * 8  # 64 px, one block more
     with pytest.raises(ValueError, match="model.coarse_size"):
         PhotoCascade(1, 128, 16, coarse_size=48)
+
+
+def test_page_coverage_is_the_share_of_each_cell_inside_the_page():
+    whole = torch.from_numpy(geometry.CORNERS).float()[None]
+    assert torch.equal(page_coverage(whole, 8), torch.ones(1, 8, 8))
+    left = torch.tensor([[[-1.0, -1.0], [0.0, -1.0], [0.0, 1.0], [-1.0, 1.0]]])
+    covered = page_coverage(left, 8)[0]
+    assert torch.equal(covered[:, :4], torch.ones(8, 4))
+    assert torch.equal(covered[:, 4:], torch.zeros(8, 4))
+    assert torch.equal(page_coverage(left.flip(1), 8), page_coverage(left, 8))  # either way round
+    # A turned square: the shares add up to its area (a quarter of the frame's 4) within sampling.
+    square = torch.tensor([[[0.0, -0.7], [0.7, 0.0], [0.0, 0.7], [-0.7, 0.0]]])
+    area = page_coverage(square, 8, samples=8).sum() * (2 / 8) ** 2
+    assert abs(area.item() - 2 * 0.7**2) < 0.03
+
+
+def test_context_blocks_start_as_the_identity_and_the_page_mask_trains_stage_one():
+    torch.manual_seed(0)
+    plain = PhotoCascade(1, 128, 16, coarse_size=64).eval()
+    wider = PhotoCascade(1, 128, 16, coarse_size=64, context=2, page_mask=0.5).eval()
+    missing, unexpected = wider.load_state_dict(plain.state_dict(), strict=False)
+    assert (
+        not unexpected
+        and missing
+        and all(k.startswith(("context.", "mask_head.")) for k in missing)
+    )
+    x = torch.rand(3, 1, 128, 128)
+    assert torch.allclose(wider(x)[0], plain(x)[0], atol=1e-6)  # untrained blocks change nothing
+
+    batch = {
+        "params": torch.zeros(3, 8),  # the page fills the photo
+        "scale": torch.ones(3, 2),
+        "has_page": torch.tensor([1.0, 1.0, 0.0]),
+        "hw": torch.tensor([[128, 128]] * 3),
+    }
+    wider.train()
+    theta, logit = wider(x)
+    loss, stats = wider.loss(theta, logit, batch)
+    loss.backward()
+    assert stats["mask_loss"] > 0
+    assert wider.mask_head is not None and wider.mask_head.weight.grad is not None
+    assert wider.coarse.features[0].weight.grad.abs().sum() > 0
+    wider.eval()  # in eval mode (export, validation) no mask is computed or scored
+    _, eval_stats = wider.loss(*wider(x), batch)
+    assert "mask_loss" not in eval_stats
