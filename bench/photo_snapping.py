@@ -106,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
               f"<=2% {100 * (errors <= 2).mean():.1f}%, n {len(errors)}, "
               f"snap ms {1000 * seconds[name] / max(1, len(members)):.1f}")  # fmt: skip
     # The threshold: photos below it get the identity (the whole photo). Each is scored on the
-    # snapped corners (the service's default) with that rule applied.
-    snapped = [r for r in rows["snapped (shipped settings)"] if "outline_pct" in r]
-    page = np.array([r["confidence"] for r in snapped])
+    # model's own corners and on the snapped ones (the service's page_edges setting) with that
+    # rule applied.
     none = np.array([r["confidence"] for r in rows["model alone"] if "outline_pct" not in r])
-    for threshold in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-        errors = np.array([r["identity_pct"] if r["confidence"] < threshold else r["outline_pct"]
-                           for r in snapped])  # fmt: skip
-        refused = np.mean(none < threshold) if len(none) else float("nan")
-        print(f"threshold {threshold}: pages kept {100 * np.mean(page >= threshold):.1f}%, "
-              f"no-page refused {100 * refused:.1f}%, snapped mean {errors.mean():.2f}, "
-              f"median {np.median(errors):.2f}")  # fmt: skip
+    for name in ("model alone", "snapped (shipped settings)"):
+        scored = [r for r in rows[name] if "outline_pct" in r]
+        page = np.array([r["confidence"] for r in scored])
+        for threshold in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            errors = np.array([r["identity_pct"] if r["confidence"] < threshold
+                               else r["outline_pct"] for r in scored])  # fmt: skip
+            refused = np.mean(none < threshold) if len(none) else float("nan")
+            kept = 100 * np.mean(page >= threshold)
+            print(f"{name}, threshold {threshold}: pages kept {kept:.1f}%, no-page refused "
+                  f"{100 * refused:.1f}%, mean {errors.mean():.2f}, median "
+                  f"{np.median(errors):.2f}, <=2% {100 * (errors <= 2).mean():.1f}%")  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, default=float) + "\n")
     return 0
