@@ -30,7 +30,6 @@ class ModelConfig:
     coarse_size: int = 64  # doc-photo: side of the copy of the whole photo its first stage sees
     coarse_context: int = 0  # doc-photo: residual dilated conv blocks over stage one's last map
     page_mask: float = 0.0  # doc-photo: weight of stage one's page-mask loss (0: no mask head)
-    fine_mask: float = 0.0  # doc-photo: the same for stage two's map (in its re-sampled frame)
     mean: float = 0.5  # input normalisation, applied to pixel / 255
     std: float = 0.5
     letterbox_fill: int = 0  # pad value when the localiser input is letterboxed
@@ -108,7 +107,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (m.tps_grid >= 2, "model.tps_grid", "must be at least 2"),
         (m.coarse_context >= 0, "model.coarse_context", "must be 0 or more"),
         (m.page_mask >= 0, "model.page_mask", "must be 0 or more"),
-        (m.fine_mask >= 0, "model.fine_mask", "must be 0 or more"),
         (m.transformers in (1, 2), "model.transformers", "must be 1 or 2"),
         (
             m.localiser_init in ("identity", "random"),

@@ -39,11 +39,5 @@ def build_photo_localiser(cfg, num_params: int) -> nn.Module:
     if cfg.family != "projective" or num_params != 8:
         raise ValueError(f"the doc-photo localiser is projective only, not {cfg.family!r}")
     return PhotoCascade(
-        cfg.channels,
-        cfg.input_size,
-        cfg.hidden,
-        cfg.coarse_size,
-        cfg.coarse_context,
-        cfg.page_mask,
-        cfg.fine_mask,
+        cfg.channels, cfg.input_size, cfg.hidden, cfg.coarse_size, cfg.coarse_context, cfg.page_mask
     )

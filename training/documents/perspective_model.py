@@ -7,8 +7,7 @@ confidence (`model.localiser = "doc-photo"`).
    (`model.page_mask`) a 1x1 conv on that map learns, in training only, which cells the page
    covers: a dense target that a shadow's edge or a desk's tiles do not satisfy.
 2. The page is re-sampled by that homography into a 128 px square from a copy at half the input
-   size, and stage two predicts residual corners there (as in model.Cascade). `model.fine_mask`
-   gives its last map a page-mask loss too: which of its cells the true page covers.
+   size, and stage two predicts residual corners there (as in model.Cascade).
 3. Corner patches: around each corner of stage two's estimate, a PATCH x PATCH patch is re-sampled
    from the full input (384 px), in the page's own frame and turned so that every corner looks like
    a top-left one (the page towards the patch's lower right); one small conv net, shared by the
@@ -30,7 +29,6 @@ graph gives its sigmoid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -115,7 +113,6 @@ class PhotoCascade(nn.Module):
         coarse_size: int = 64,
         context: int = 0,
         page_mask: float = 0.0,
-        fine_mask: float = 0.0,
     ):
         super().__init__()
         if size % 64:
@@ -136,10 +133,6 @@ class PhotoCascade(nn.Module):
         self.mask_head = nn.Conv2d(width, 1, 1) if page_mask > 0 else None
         self.mask_logits = torch.zeros(0)
         self.fine = Stage(channels, 128, hidden, identity)
-        self.fine_mask = fine_mask
-        fine_width = [m for m in self.fine.features if isinstance(m, nn.Conv2d)][-1].out_channels
-        self.fine_mask_head = nn.Conv2d(fine_width, 1, 1) if fine_mask > 0 else None
-        self.fine_mask_logits = torch.zeros(0)
         self.refine = CornerNet(hidden)
         self.confidence = nn.Linear(3 * hidden, 1)
         self.register_buffer("corners", torch.from_numpy(CORNERS).float(), persistent=False)
@@ -166,10 +159,7 @@ class PhotoCascade(nn.Module):
         # (each stage still learns through the composition, as in model.Cascade).
         grid = self.family.grid(first.detach(), (128, 128), (128, 128))
         page = F.grid_sample(half, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        fine_cells = self.fine.features[:-1](page)
-        if self.fine_mask_head is not None and self.training:
-            self.fine_mask_logits = self.fine_mask_head(fine_cells)[:, 0]
-        h2 = self.fine.fc(fine_cells.flatten(1))
+        h2 = self.fine.fc(self.fine.features(page))
         second = self.compose(first, self.corners + self.fine.head(h2).reshape(n, 4, 2))
         stages = [first, second]
         estimate = second
@@ -273,18 +263,6 @@ class PhotoCascade(nn.Module):
             )
             loss = loss + self.page_mask * mask
             stats["mask_loss"] = mask.item()
-        if self.fine_mask_head is not None and self.training:
-            first = self.stages[0].detach()
-            covered = page_coverage(
-                target.reshape(-1, 4, 2) + self.corners,
-                self.fine_mask_logits.shape[-1],
-                through=lambda points: self.map_points(first, points),
-            )
-            mask = F.binary_cross_entropy_with_logits(
-                self.fine_mask_logits, covered * page[:, None, None]
-            )
-            loss = loss + self.fine_mask * mask
-            stats["fine_mask_loss"] = mask.item()
         return loss, stats
 
     @torch.no_grad()
@@ -347,22 +325,17 @@ def photo_order(corners: torch.Tensor) -> torch.Tensor:
     return ordered
 
 
-def page_coverage(
-    corners: torch.Tensor, side: int, samples: int = 4, through: Callable | None = None
-) -> torch.Tensor:
-    """(N, side, side): the share of each cell of a side x side grid over the normalised frame
-    that the page (its corners (N, 4, 2) in order, either way round, a convex quad) covers, from
-    samples x samples points a cell. `through` maps the grid's points (N, P, 2) into the corners'
-    frame when the grid lies in another (stage two's, the page frame of stage one's estimate)."""
+def page_coverage(corners: torch.Tensor, side: int, samples: int = 4) -> torch.Tensor:
+    """(N, side, side): the share of each cell of a side x side grid over the photo's normalised
+    frame that the page (its corners (N, 4, 2) in order, either way round, a convex quad) covers,
+    from samples x samples points a cell."""
     fine = side * samples
     steps = (torch.arange(fine, dtype=corners.dtype, device=corners.device) * 2 + 1) / fine - 1
     gy, gx = torch.meshgrid(steps, steps, indexing="ij")
-    points = torch.stack([gx, gy], dim=-1).reshape(1, -1, 2).expand(len(corners), -1, -1)
-    if through is not None:
-        points = through(points)
+    points = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)  # (1, 1, P, 2)
     start = corners[:, :, None, :]  # (N, 4, 1, 2)
     edge = torch.roll(corners, -1, dims=1)[:, :, None, :] - start
-    rel = points[:, None] - start  # (N, 4, P, 2)
+    rel = points - start
     cross = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]  # (N, 4, P)
     inside = ((cross >= 0).all(dim=1) | (cross <= 0).all(dim=1)).to(corners.dtype)
     return F.avg_pool2d(inside.reshape(-1, 1, fine, fine), samples)[:, 0]
