@@ -86,14 +86,15 @@ class ContextBlock(nn.Module):
 
     def __init__(self, width: int):
         super().__init__()
+        last = nn.BatchNorm2d(width)
+        nn.init.zeros_(last.weight)
         self.body = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=2, dilation=2, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=2, dilation=2, bias=False),
-            nn.BatchNorm2d(width),
+            last,
         )
-        nn.init.zeros_(self.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.body(x))
