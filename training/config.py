@@ -57,6 +57,9 @@ class DataConfig:
     # documents, projective: "synthetic" (bank pages on drawn backgrounds) or "phone" (real pages
     # photographed on desks, rendered once into data.path; see training/documents/photos.py)
     recipe: str = "synthetic"
+    # phone: the share of training photos on a randomised desk, and of their cast shadows drawn
+    # as several at once (training/documents/photos.py); 0 keeps the drawn kinds only
+    randomise: float = 0.0
     train_size: int = 20000  # items per epoch for generated datasets
     val_size: int = 512
     # Distortions drawn for synthetic supervised data (per family, see stn_align.training.data).
@@ -129,6 +132,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             "data.recipe",
             f"must be one of {DATA_RECIPES}",
         ),
+        (0.0 <= cfg.data.randomise <= 1.0, "data.randomise", "must be a share in [0, 1]"),
         (cfg.steps > 0, "steps", "must be positive"),
         (cfg.batch_size > 0, "batch_size", "must be positive"),
         (cfg.lr > 0, "lr", "must be positive"),

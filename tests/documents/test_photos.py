@@ -77,6 +77,47 @@ def test_blank_photo_has_no_page():
     assert photo.shape[2] == 3 and "desk" in cond
 
 
+def test_randomise_draws_random_desks_and_several_shadows_for_training_photos_only():
+    kinds, shadows = set(), set()
+    for seed in range(12):
+        _, _, cond = photos.phone_photo(_page(), np.random.default_rng(seed), 200, "train", None, 1)
+        kinds.add(cond["desk"])
+        shadows.add(cond["shadow"])
+    assert kinds == {textures.RANDOMISED}
+    assert photos.RANDOM_SHADOW in shadows and shadows <= {"none", photos.RANDOM_SHADOW}
+    for seed in range(12):  # the default, 0: only the drawn kinds, as before the option
+        _, _, cond = photos.phone_photo(_page(), np.random.default_rng(seed), 200, "train")
+        assert cond["desk"] in textures.TRAIN_KINDS and cond["shadow"] != photos.RANDOM_SHADOW
+    _, cond = photos.blank_photo(np.random.default_rng(1), 200, "train", 1.0)
+    assert cond["desk"] in ("wall", textures.RANDOMISED)
+    with pytest.raises(ValueError, match="eval recipe stays fixed"):
+        photos.phone_photo(_page(), np.random.default_rng(0), 200, "eval", None, 0.5)
+    with pytest.raises(ValueError, match="randomise must be a share in"):
+        photos.blank_photo(np.random.default_rng(0), 200, "train", 1.5)
+
+
+def test_several_shadows_are_the_union_of_two_to_four_drawn_shapes(monkeypatch):
+    quad = np.array([[60.0, 40], [240, 50], [230, 190], [70, 180]])
+    draw, parts = photos.shadow_mask, []
+
+    def spy(rng, shape, hw, quad, angle=None):
+        mask = draw(rng, shape, hw, quad, angle)
+        parts.append((shape, mask))
+        return mask
+
+    monkeypatch.setattr(photos, "shadow_mask", spy)
+    for seed in range(4):
+        parts.clear()
+        mask = photos.shadow_mask(
+            np.random.default_rng(seed), photos.RANDOM_SHADOW, (240, 300), quad
+        )
+        *drawn, (outer, _) = parts
+        assert outer == photos.RANDOM_SHADOW and 2 <= len(drawn) <= 4
+        assert all(shape in photos.SHADOWS for shape, _ in drawn)
+        np.testing.assert_array_equal(mask, np.max([m for _, m in drawn], axis=0))
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+
+
 def test_photo_order_starts_at_the_corner_whose_edge_runs_right():
     # A square turned by 30 degrees counter-clockwise on screen, listed from another corner.
     a = math.radians(-30)
@@ -172,3 +213,22 @@ def test_context_blocks_start_as_the_identity_and_the_page_mask_trains_stage_one
     wider.eval()  # in eval mode (export, validation) no mask is computed or scored
     _, eval_stats = wider.loss(*wider(x), batch)
     assert "mask_loss" not in eval_stats
+
+
+def test_a_randomised_cache_says_so_and_is_not_taken_for_a_plain_one(
+    tmp_path, fake_bank, monkeypatch
+):
+    from stn_align.training.documents import photo_cache, real_pages
+    from stn_align.training.documents.photo_cache import PhotoCache, build_cache
+
+    pages, split = fake_bank
+    monkeypatch.setattr(
+        photo_cache, "split_pages", lambda records, s: real_pages.split_pages(records, s, split)
+    )
+    plain = PhotoCache(build_cache(tmp_path / "a", "train", 3, 5, 64, 1, pages_dir=pages))
+    mixed = PhotoCache(
+        build_cache(tmp_path / "b", "train", 3, 5, 64, 1, pages_dir=pages, randomise=1.0)
+    )
+    assert plain.matches("train", 3, 5, 64) and not plain.matches("train", 3, 5, 64, 0, 1.0)
+    assert mixed.matches("train", 3, 5, 64, 0, 1.0) and not mixed.matches("train", 3, 5, 64)
+    assert any(not np.array_equal(plain.image(i), mixed.image(i)) for i in range(3))

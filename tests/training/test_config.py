@@ -26,6 +26,7 @@ def test_toml_yaml_and_overrides(tmp_path):
         (["model.channels=2"], "model.channels: must be 1 or 3"),
         (["model.coarse_context=-1"], "model.coarse_context: must be 0 or more"),
         (["model.page_mask=-0.5"], "model.page_mask: must be 0 or more"),
+        (["data.randomise=1.5"], "data.randomise: must be a share in"),
         (["mode=end_to_end"], "model.classifier: end_to_end mode needs a classifier"),
         (["resume=maybe"], "resume: expected true or false"),
         (["model=3"], "model: expected a table"),

@@ -174,8 +174,16 @@ class PhotoDataset(Dataset):
             raise ValueError("data.recipe phone makes page photos for the projective family")
         count = cfg.data.train_size if split == "train" else cfg.data.val_size
         root = cfg.data.path or "runs/photos"
-        self.caches = chunked_cache(root, "train" if split == "train" else "val", count,
-                                    cfg.seed, cfg.model.input_size)  # fmt: skip
+        # Only training photos are randomised: validation keeps the fixed evaluation recipe.
+        randomise = cfg.data.randomise if split == "train" else 0.0
+        self.caches = chunked_cache(
+            root,
+            "train" if split == "train" else "val",
+            count,
+            cfg.seed,
+            cfg.model.input_size,
+            randomise=randomise,
+        )
         self.count = count
         self.variants = 8 if split == "train" else 1
 

@@ -80,8 +80,11 @@ class RealPages:
 _WORKER: dict = {}
 
 
-def _init(split: str, seed: int, size: int, pages_dir: str, bank_dir: str) -> None:
-    _WORKER.update(split=split, seed=seed, size=size, pages=RealPages(split, pages_dir), bank=[])
+def _init(
+    split: str, seed: int, size: int, pages_dir: str, bank_dir: str, randomise: float = 0.0
+) -> None:
+    pages = RealPages(split, pages_dir)
+    _WORKER.update(split=split, seed=seed, size=size, pages=pages, bank=[], randomise=randomise)
     if split == "train" and bank_dir:
         from stn_align.training.documents.bank import load_bank
 
@@ -99,7 +102,7 @@ def render(index: int) -> tuple[bytes, np.ndarray, tuple[int, int], bool]:
     pages = w["pages"]
     sheets = [pages[int(rng.integers(len(pages)))] for _ in range(2)]
     if rng.random() < BLANK_SHARE:
-        photo, _ = photos.blank_photo(rng, LONG_SIDE, recipe)
+        photo, _ = photos.blank_photo(rng, LONG_SIDE, recipe, w["randomise"])
         params, has_page = np.zeros(8, np.float32), False
     else:
         if w["bank"] and rng.random() < SYNTHETIC_SHARE:
@@ -109,7 +112,7 @@ def render(index: int) -> tuple[bytes, np.ndarray, tuple[int, int], bool]:
                 page = synth.scanned_sheet(page, rng)
         else:
             page = pages[int(rng.integers(len(pages)))]
-        photo, quad, _ = photos.phone_photo(page, rng, LONG_SIDE, recipe, sheets)
+        photo, quad, _ = photos.phone_photo(page, rng, LONG_SIDE, recipe, sheets, w["randomise"])
         params, has_page = synth.quad_params(quad, photo.shape[:2]), True
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
     small = localiser_input(grey, w["size"], "stretch")[:, :, 0]
@@ -129,17 +132,21 @@ def build_cache(
     pages_dir: str | Path = DEFAULT_PAGES,
     bank_dir: str | Path = "",
     start: int = 0,
+    randomise: float = 0.0,
 ) -> Path:
-    """Render photos start .. start + count - 1 of `split` into `folder` (replacing it)."""
+    """Render photos start .. start + count - 1 of `split` into `folder` (replacing it);
+    `randomise`: photos.phone_photo's share of randomised desks and shadows (training only)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"version": CACHE_VERSION, "split": split, "count": count, "seed": seed}
     manifest.update(size=size, long_side=LONG_SIDE, bank=str(bank_dir), start=start)
+    if randomise:  # only when set, so caches made before the option still match
+        manifest["randomise"] = randomise
     offsets = np.zeros((count, 2), np.int64)
     params = np.zeros((count, 8), np.float32)
     hws = np.zeros((count, 2), np.int32)
     has_page = np.zeros(count, bool)
-    args = (split, seed, size, str(pages_dir), str(bank_dir))
+    args = (split, seed, size, str(pages_dir), str(bank_dir), randomise)
     indices = range(start, start + count)
     results: Iterable[tuple[bytes, np.ndarray, tuple[int, int], bool]]
     with (folder / "images.bin").open("wb") as blob:
@@ -169,24 +176,31 @@ CHUNK = 2000  # photos per cache folder: a long render can stop and go on where 
 
 
 def chunked_cache(
-    root: str | Path, split: str, count: int, seed: int, size: int, workers: int = 2
+    root: str | Path,
+    split: str,
+    count: int,
+    seed: int,
+    size: int,
+    workers: int = 2,
+    randomise: float = 0.0,
 ) -> list[PhotoCache]:
     """The caches holding photos 0 .. count - 1 of `split` under `root`, in chunks of CHUNK,
     rendering the chunks not there yet."""
     caches = []
+    tag = f"-random{randomise:g}" if randomise else ""
     for start in range(0, count, CHUNK):
         n = min(CHUNK, count - start)
-        folder = Path(root) / f"{split}-seed{seed}-{size}px-{start:06d}"
+        folder = Path(root) / f"{split}-seed{seed}-{size}px{tag}-{start:06d}"
         try:
             cache = PhotoCache(folder)
-            ready = cache.matches(split, n, seed, size, start)
+            ready = cache.matches(split, n, seed, size, start, randomise)
         except FileNotFoundError:
             ready = False
         if not ready:
             log.info(
                 "rendering %s photos %d-%d into %s (once)", split, start, start + n - 1, folder
             )
-            build_cache(folder, split, n, seed, size, workers, start=start)
+            build_cache(folder, split, n, seed, size, workers, start=start, randomise=randomise)
             cache = PhotoCache(folder)
         caches.append(cache)
     return caches
@@ -221,8 +235,10 @@ class PhotoCache:
             raise ValueError(f"{self.path}: photo {index} cannot be decoded")
         return image
 
-    def matches(self, split: str, count: int, seed: int, size: int, start: int = 0) -> bool:
+    def matches(
+        self, split: str, count: int, seed: int, size: int, start: int = 0, randomise: float = 0.0
+    ) -> bool:
         m = self.manifest
         made = (m.get("version"), m.get("split"), m.get("count"), m.get("seed"), m.get("size"),
-                m.get("start", 0))  # fmt: skip
-        return made == (CACHE_VERSION, split, count, seed, size, start)
+                m.get("start", 0), m.get("randomise", 0.0))  # fmt: skip
+        return made == (CACHE_VERSION, split, count, seed, size, start, randomise)

@@ -19,7 +19,9 @@ plane's own coordinates and seen through the same homography as the page. Then, 
 synth.place_page); they may lie outside the photo. `conditions` says what was drawn, for evaluation
 tables. recipe "train" draws the training desks and shadow shapes; "eval" also draws the held-out
 ones (textures.HELD_OUT, SHADOWS_HELD_OUT), so validation photos are made another way than the
-training photos, not only with other seeds.
+training photos, not only with other seeds. `randomise` (training only): that share of photos gets a
+randomised desk (textures.RANDOMISED) and, of those with a cast shadow, that share gets several
+shadows at once (RANDOM_SHADOW); 0 draws exactly the photos it drew before the option existed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from stn_align.training.documents import textures
 RECIPES = ("train", "eval")
 SHADOWS = ("edge", "blob", "arm", "polygon")
 SHADOWS_HELD_OUT = ("phone", "bars")
+RANDOM_SHADOW = "several"  # two to four of SHADOWS at once, half the time cast from one side
 OUT_OF_FRAME = 0.2  # share of photos with one or two corners outside the frame
 CAST_SHADOW = 0.65  # share of photos with a shadow cast across the desk
 
@@ -151,13 +154,14 @@ def place(page: np.ndarray, quad: np.ndarray, hw) -> tuple[np.ndarray, np.ndarra
     return warped, np.clip(alpha, 0, 1)
 
 
-def shadow_mask(rng, shape: str, hw, quad: np.ndarray) -> np.ndarray:
-    """A hard-edged mask (float32 0/1) of a shadow of `shape` that crosses the page's quad."""
+def shadow_mask(rng, shape: str, hw, quad: np.ndarray, angle: float | None = None) -> np.ndarray:
+    """A hard-edged mask (float32 0/1) of a shadow of `shape` that crosses the page's quad, cast
+    from the direction `angle` (radians; default random)."""
     h, w = hw
     side = max(h, w)
     mask = np.zeros(hw, np.float32)
     inside = quad.mean(axis=0) + (rng.uniform(-0.35, 0.35, 2) * (quad.max(0) - quad.min(0)))
-    angle = rng.uniform(0, 2 * math.pi)
+    angle = rng.uniform(0, 2 * math.pi) if angle is None else angle
     direction = np.array([math.cos(angle), math.sin(angle)])
     if shape == "edge":  # everything beyond a straight line through the page
         normal = direction
@@ -185,6 +189,11 @@ def shadow_mask(rng, shape: str, hw, quad: np.ndarray) -> np.ndarray:
         pts = inside + np.stack([np.cos(angles), np.sin(angles)], 1) * radius
         pts += direction * radius * 0.6
         cv2.fillPoly(mask, [pts.astype(np.int32)], 1.0)
+    elif shape == RANDOM_SHADOW:
+        parallel = rng.random() < 0.5
+        for _ in range(int(rng.integers(2, 5))):
+            part = shadow_mask(rng, str(rng.choice(SHADOWS)), hw, quad, angle if parallel else None)
+            mask = np.maximum(mask, part)
     elif shape == "bars":  # the shadow of a chair back or blinds: parallel bands
         normal = direction
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -204,7 +213,7 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0.3 else image
 
 
-def lighting(rng, hw, quad, recipe: str) -> tuple[np.ndarray, dict]:
+def lighting(rng, hw, quad, recipe: str, randomise: float = 0.0) -> tuple[np.ndarray, dict]:
     """An RGB illumination field (HxWx3, about 0-1.2) and what it holds."""
     h, w = hw
     side = max(h, w)
@@ -222,7 +231,8 @@ def lighting(rng, hw, quad, recipe: str) -> tuple[np.ndarray, dict]:
     shade = np.zeros(hw, np.float32)
     if rng.random() < CAST_SHADOW:
         shapes = SHADOWS + (SHADOWS_HELD_OUT if recipe == "eval" else ())
-        shape = str(rng.choice(shapes))
+        several = randomise > 0 and rng.random() < randomise
+        shape = RANDOM_SHADOW if several else str(rng.choice(shapes))
         hard = rng.random() < 0.5
         sigma = rng.uniform(0.0, 0.004) * side if hard else rng.uniform(0.006, 0.04) * side
         shade = _blur(shadow_mask(rng, shape, hw, quad), sigma)
@@ -292,17 +302,33 @@ def camera_effects(rng, image: np.ndarray) -> tuple[np.ndarray, dict]:
     return out, info
 
 
+def _check(recipe: str, randomise: float) -> None:
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    if not 0.0 <= randomise <= 1.0:
+        raise ValueError(f"randomise must be a share in [0, 1], got {randomise!r}")
+    if randomise and recipe != "train":
+        raise ValueError("randomise is for training photos: the eval recipe stays fixed")
+
+
+def desk_kind(rng: np.random.Generator, recipe: str, randomise: float) -> str:
+    """Which desk a photo is taken on (textures.KINDS)."""
+    if randomise > 0 and rng.random() < randomise:
+        return textures.RANDOMISED
+    return str(rng.choice(textures.TRAIN_KINDS + (textures.HELD_OUT if recipe == "eval" else ())))
+
+
 def phone_photo(
     page: np.ndarray,
     rng: np.random.Generator,
     long_side: float = 1200,
     recipe: str = "train",
     sheets: list[np.ndarray] | None = None,
+    randomise: float = 0.0,
 ):
     """(RGB uint8 photo, page corners 4x2 in its pixels, conditions) of `page` (HxW or HxWx3
     uint8) on a desk. `sheets`: other pages that may lie on a cluttered desk."""
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    _check(recipe, randomise)
     if page.ndim == 2:
         page = np.repeat(page[:, :, None], 3, axis=2)
     hw = canvas_hw(rng, long_side)
@@ -315,8 +341,7 @@ def phone_photo(
         placed = camera(rng, page_wh, hw, coverage, out_of_frame)
         coverage *= 0.9  # a page that cannot fit (a long receipt at a steep angle) is shown smaller
     hom, quad, tilt = placed
-    kinds = textures.TRAIN_KINDS + (textures.HELD_OUT if recipe == "eval" else ())
-    kind = str(rng.choice(kinds))
+    kind = desk_kind(rng, recipe, randomise)
     surface = desk(rng, kind, hom, hw, page_wh, sheets)
     warped, alpha = place(page, quad, hw)
     # The drop shadow: the sheet's outline, offset and blurred, darkens the desk beside it.
@@ -328,7 +353,7 @@ def phone_photo(
         drop = _blur(drop, rng.uniform(0.002, 0.015) * side) * rng.uniform(0.1, 0.5)
         surface = surface * (1 - drop)[:, :, None]
     albedo = surface * (1 - alpha[:, :, None]) + warped * alpha[:, :, None]
-    light, info = lighting(rng, hw, quad, recipe)
+    light, info = lighting(rng, hw, quad, recipe, randomise)
     image, glared = glare(rng, albedo * light, quad)
     photo, cam = camera_effects(rng, image)
     shade = info.pop("shade")
@@ -349,9 +374,12 @@ def phone_photo(
     return photo, quad, conditions
 
 
-def blank_photo(rng: np.random.Generator, long_side: float = 1200, recipe: str = "train"):
+def blank_photo(
+    rng: np.random.Generator, long_side: float = 1200, recipe: str = "train", randomise: float = 0.0
+):
     """(RGB uint8 photo, conditions) with no page in it: a desk seen at an angle, or a blank wall;
     the light and the camera as in phone_photo."""
+    _check(recipe, randomise)
     hw = canvas_hw(rng, long_side)
     h, w = hw
     centre = np.array(
@@ -362,12 +390,11 @@ def blank_photo(rng: np.random.Generator, long_side: float = 1200, recipe: str =
         surface = np.ones((h, w, 3), np.float32) * colour
         kind = "wall"
     else:
-        kinds = textures.TRAIN_KINDS + (textures.HELD_OUT if recipe == "eval" else ())
-        kind = str(rng.choice(kinds))
+        kind = desk_kind(rng, recipe, randomise)
         placed = camera(rng, (1.0, 0.75), hw, rng.uniform(0.2, 0.6), False)
         hom = placed[0] if placed else np.array([[w / 2, 0, w / 2], [0, w / 2, h / 2], [0, 0, 1]])
         surface = desk(rng, kind, hom, hw, (1.0, 0.75), None)
-    light, info = lighting(rng, hw, centre, recipe)
+    light, info = lighting(rng, hw, centre, recipe, randomise)
     info.pop("shade")
     image, glared = glare(rng, surface * light, centre)
     photo, cam = camera_effects(rng, image)

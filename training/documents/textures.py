@@ -13,6 +13,11 @@ photo generator (photos.py) can lay it under the same perspective as the page. K
 - marble, tiles, knit: used only for evaluation photos (HELD_OUT), so the validation desks include
   surfaces no training photo had: marble veins, square tiles with grout lines (straight lines
   beside the page) and a knitted wool throw.
+- random: domain randomisation (RANDOMISED, only where a training recipe asks for it with
+  `randomise`): a base of noise at a random scale, under up to three layers of lines, grids, bands
+  bent by noise, or patches, each with random period, width, angle and colour. No drawn kind can
+  cover every desk; a model that has seen many random ones learns what a page edge is rather than
+  which seven desks are not pages.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 
 TRAIN_KINDS = ("wood", "cloth", "laminate", "dark", "stone", "clutter", "carpet")
 HELD_OUT = ("marble", "tiles", "knit")
-KINDS = TRAIN_KINDS + HELD_OUT
+RANDOMISED = "random"
+KINDS = TRAIN_KINDS + HELD_OUT + (RANDOMISED,)
 
 
 def noise(rng: np.random.Generator, hw: tuple[int, int], cells: float) -> np.ndarray:
@@ -203,6 +209,40 @@ def knit(rng, hw):
     return _shade(field.astype(np.float32), base)
 
 
+def randomised(rng, hw):
+    h, w = hw
+    side = max(h, w)
+    pale = rng.random() < 0.3  # a white or pale desk: little contrast with the page
+    base = _colour(rng, [232, 229, 224] if pale else rng.uniform(0, 255, 3), 15)
+    octaves = int(rng.integers(1, 6))
+    field = 1.0 + fractal(rng, hw, rng.uniform(2, 40), octaves) * rng.uniform(0, 0.35)
+    out = _shade(field, base)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(int(rng.integers(0, 4))):
+        angle = rng.uniform(0, math.pi)
+        u = xs * math.cos(angle) + ys * math.sin(angle)
+        v = -xs * math.sin(angle) + ys * math.cos(angle)
+        layer = int(rng.integers(3))
+        if layer == 0:  # parallel lines, or a grid of them
+            period = rng.uniform(0.03, 0.3) * side
+            width = max(1.0, rng.uniform(0.002, 0.02) * side)
+            mask = (u % period) < width
+            if rng.random() < 0.5:
+                mask |= (v % (period * rng.uniform(0.5, 2.0))) < width
+            alpha = mask.astype(np.float32)
+        elif layer == 1:  # bands bent by noise: veins, grain, ripples
+            turb = fractal(rng, hw, rng.uniform(2, 10), 4) * rng.uniform(0, 8)
+            bands = np.abs(np.sin(u / side * rng.uniform(3, 40) + turb))
+            alpha = (1.0 - bands) ** rng.uniform(1, 20)
+        else:  # patches: noise above a level
+            alpha = (noise(rng, hw, rng.uniform(3, 15)) > rng.uniform(0.0, 0.7)).astype(np.float32)
+            alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.5, 3))
+        alpha *= rng.uniform(0.2, 1.0)
+        colour = _colour(rng, rng.uniform(0, 255, 3), 20)
+        out = out * (1 - alpha[:, :, None]) + colour[None, None, :] * alpha[:, :, None]
+    return out
+
+
 DRAW = {
     "wood": wood,
     "cloth": cloth,
@@ -213,6 +253,7 @@ DRAW = {
     "marble": marble,
     "tiles": tiles,
     "knit": knit,
+    RANDOMISED: randomised,
 }
 
 
