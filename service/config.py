@@ -120,7 +120,7 @@ class ServiceConfig:
         "photo: auto (those whose model contract asks for it), none, or comma-separated names",
     )
     min_corner_confidence: float = setting(
-        0.4,
+        0.6,
         "a projective model's corner confidence below which its stage is the identity (no page "
         "found, no warp); 0 keeps every answer",
         minimum=0,
