@@ -4,6 +4,7 @@ the geometry the labels rest on, the corner order, and a toy run of doc-perspect
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from stn_align.training.documents.perspective_model import (
 )
 from stn_align.training.documents.photo_eval import outline_error
 from stn_align.training.documents.photo_eval import photo_order as photo_order_np
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _page(h=200, w=150) -> np.ndarray:
@@ -232,3 +235,42 @@ def test_a_randomised_cache_says_so_and_is_not_taken_for_a_plain_one(
     assert plain.matches("train", 3, 5, 64) and not plain.matches("train", 3, 5, 64, 0, 1.0)
     assert mixed.matches("train", 3, 5, 64, 0, 1.0) and not mixed.matches("train", 3, 5, 64)
     assert any(not np.array_equal(plain.image(i), mixed.image(i)) for i in range(3))
+
+
+def test_the_confidence_refit_says_whether_the_warp_beats_the_whole_photo():
+    from stn_align.training.build import build_model
+    from stn_align.training.config import load_config
+
+    cfg = load_config(
+        ROOT / "configs" / "doc-perspective.toml",
+        ["model.input_size=64", "model.coarse_size=32", "model.hidden=16"],
+    )
+    torch.manual_seed(0)
+    stn = build_model(cfg.model).eval()
+    with torch.no_grad():  # an untrained cascade answers the identity; move it off
+        for p in stn.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    images = torch.rand(24, 1, 64, 64) * 255
+    with torch.no_grad():
+        theta, _ = stn.predict(images)
+    assert theta.abs().min() > 0
+    # Items 0-11: the true page is twice as far from the whole photo as the corners found, so
+    # the warp helps; 12-17: the page lies the other way, nearer the whole photo than the
+    # corners; 18-23: no page at all.
+    params = torch.cat([2 * theta[:12], -0.5 * theta[12:18], torch.zeros(6, 8)])
+    has_page = torch.tensor([1.0] * 18 + [0.0] * 6)
+    items = [
+        {"image": images[i], "params": params[i], "hw": torch.tensor([64, 64]),
+         "has_page": has_page[i]}
+        for i in range(24)
+    ]  # fmt: skip
+    fits = []
+    for start in (0.0, 3.0):  # whatever the layer held before, the refit starts from zero
+        torch.nn.init.constant_(stn.localiser.confidence.weight, start)
+        stats = stn.localiser.fit_confidence(stn, items, count=24, batch=8)
+        assert stats == {"confidence_items": 24, "confidence_positive": 0.5}
+        fits.append(stn.localiser.confidence.weight.detach().clone())
+    assert torch.equal(fits[0], fits[1])
+    with torch.no_grad():
+        sure = torch.sigmoid(stn.predict(images)[1][:, 0])
+    assert sure[:12].min() > 0.5 > sure[12:].max()

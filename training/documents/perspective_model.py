@@ -22,9 +22,11 @@ normalised frame, so the output is the page turned by a quarter turn or two at m
 chained after, decides which way up. Inside the cascade the order is whatever stage one chose (the
 loss compares corners up to a cyclic shift, `cyclic_corner_loss`).
 
-The confidence is a logit from the three stages' hidden features: trained to say whether the final
-corners are within CONFIDENT_PCT of the page diagonal, and low on photos with no page. The exported
-graph gives its sigmoid.
+The confidence is a logit from the three stages' hidden features. In the loop it learns whether the
+final corners are within CONFIDENT_PCT of the page diagonal (low on photos with no page), which
+steers the shared features towards corner quality; the layer that ships is refitted once the loop
+is done (fit_confidence) to say whether warping by the corners beats not warping at all: a page is
+there and its corners are nearer to it than the photo's own. The exported graph gives its sigmoid.
 """
 
 from __future__ import annotations
@@ -269,9 +271,11 @@ class PhotoCascade(nn.Module):
     @torch.no_grad()
     def fit_confidence(self, stn: Any, dataset, count: int, batch: int = 32) -> dict:
         """Refit the confidence layer, the rest frozen, on `count` training items: logistic
-        regression of whether a page's corners are within CONFIDENT_PCT (0 with no page) on the
-        three stages' hidden features. During training the layer chases a moving target (the
-        corners improve as it learns); this fits it once to the final corners. Returns stats."""
+        regression, from zero weights, of whether the warp helps (a page is there and its corners
+        are nearer to it than the photo's own corners, the identity the service falls back to) on
+        the three stages' hidden features. The loop's target (within CONFIDENT_PCT) refused pages
+        found roughly, whose warp still beat the whole photo (validation photos, model card).
+        Starting from zero makes the fit depend on the features alone. Returns stats."""
         was_training = stn.training
         stn.eval()
         device = self.corners.device
@@ -281,11 +285,13 @@ class PhotoCascade(nn.Module):
             b = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
             theta, _ = stn.predict(b["image"])
             error = corner_error_pct(theta, b["params"], b["hw"])
-            labels.append(((error < CONFIDENT_PCT) & (b["has_page"] > 0)).float())
+            whole = corner_error_pct(torch.zeros_like(theta), b["params"], b["hw"])
+            labels.append(((error < whole) & (b["has_page"] > 0)).float())
             features.append(self.hidden.clone())
         x, y = torch.cat(features), torch.cat(labels)
-        layer = nn.Linear(x.shape[1], 1)
-        layer.load_state_dict(self.confidence.state_dict())
+        layer = nn.Linear(x.shape[1], 1).to(device)
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
         with torch.enable_grad():
             optimiser = torch.optim.LBFGS(layer.parameters(), max_iter=200)
 
