@@ -120,9 +120,10 @@ class ServiceConfig:
         "photo: auto (those whose model contract asks for it), none, or comma-separated names",
     )
     min_corner_confidence: float = setting(
-        0.6,
+        0.5,
         "a projective model's corner confidence below which its stage is the identity (no page "
-        "found, no warp); 0 keeps every answer",
+        "found, no warp); doc-perspective's says how likely its warp beats none, so 0.5 is even "
+        "odds; 0 keeps every answer",
         minimum=0,
     )
     min_orientation_confidence: float = setting(
