@@ -289,7 +289,7 @@ class PhotoCascade(nn.Module):
             labels.append(((error < whole) & (b["has_page"] > 0)).float())
             features.append(self.hidden.clone())
         x, y = torch.cat(features), torch.cat(labels)
-        layer = nn.Linear(x.shape[1], 1).to(device)
+        layer = self.confidence
         nn.init.zeros_(layer.weight)
         nn.init.zeros_(layer.bias)
         with torch.enable_grad():
@@ -305,7 +305,6 @@ class PhotoCascade(nn.Module):
                 return loss
 
             optimiser.step(closure)
-        self.confidence.load_state_dict(layer.state_dict())
         stn.train(was_training)
         return {"confidence_items": len(y), "confidence_positive": float(y.mean())}
 
