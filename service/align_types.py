@@ -61,6 +61,22 @@ class AlignOptions:
     min_confidence: float | None = None
 
 
+def check_output_bytes(nbytes: int, what: str, options: AlignOptions) -> None:
+    limit = options.max_output_bytes
+    if limit is not None and nbytes > limit:
+        raise OutputTooLarge(
+            f"{what} would be {nbytes} bytes, over the {limit} a response may carry "
+            "(setting max_message_mb); ask for a smaller size or a compressed encoding"
+        )
+
+
+def check_raw_size(out_hw: tuple[int, int], channels: int, options: AlignOptions) -> None:
+    """RAW output's size is known from its shape, so it is refused before the work."""
+    if options.encoding == "raw":
+        h, w = out_hw
+        check_output_bytes(h * w * channels, f"the {w}x{h}x{channels} raw output", options)
+
+
 @dataclass
 class StageResult:
     model: str

@@ -18,11 +18,15 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from stn_align.service.align_types import Cancelled
+
+ALIVE_POLL_S = 0.25  # how often a caller waiting for its items looks whether it is still there
 
 
 class QueueFull(RuntimeError):
@@ -97,6 +101,37 @@ class MicroBatcher:
                 f"queue full: {self._queue.maxsize} images waiting (setting max_queue_size)"
             ) from None
         return item.future
+
+    def submit_all(
+        self, arrays: Sequence[np.ndarray], alive: Callable[[], bool] = lambda: True
+    ) -> list[tuple[np.ndarray, float, float]]:
+        """Queue every input at once (so that the workers take them in parallel) and wait for
+        each one's (output row, queue s, run s), looking every ALIVE_POLL_S whether the caller is
+        still there. A caller gone raises Cancelled and drops the inputs not yet run; a full queue
+        raises QueueFull and drops the ones already queued."""
+        futures: list[Future] = []
+        try:
+            for array in arrays:
+                futures.append(self.submit(array, alive))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        answers = []
+        for future in futures:
+            while True:
+                try:
+                    answers.append(future.result(timeout=ALIVE_POLL_S))
+                    break
+                except TimeoutError:
+                    if alive():
+                        continue
+                except CancelledError:
+                    pass
+                for other in futures:
+                    other.cancel()  # dropped before its run if it has not started
+                raise Cancelled("the call was cancelled or its deadline expired")
+        return answers
 
     def stop(self) -> None:
         self._stopped = True

@@ -45,7 +45,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -58,9 +58,10 @@ from stn_align.service.align_types import (
     AlignResult,
     BadOptions,
     Cancelled,
-    OutputTooLarge,
     StageResult,
     UnknownModel,
+    check_output_bytes,
+    check_raw_size,
     checked_min_confidence,
     quoted,
 )
@@ -71,28 +72,11 @@ from stn_align.service.models import CUDA, Model, load_repository
 # Scans are the common case: on the 19 real scans in shared/data the perspective-then-rotation chain
 # got 9 quadrants right against 13 for doc-rotation alone, so the chain is opt-in (for photos).
 DEFAULT_CHAIN = ("doc-rotation",)
-ALIVE_POLL_S = 0.25  # how often a call waiting for its localiser run looks at its caller
 ENCODINGS = ("png", "jpeg", "raw", "none")
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def _check_output_bytes(nbytes: int, what: str, options: AlignOptions) -> None:
-    limit = options.max_output_bytes
-    if limit is not None and nbytes > limit:
-        raise OutputTooLarge(
-            f"{what} would be {nbytes} bytes, over the {limit} a response may carry "
-            "(setting max_message_mb); ask for a smaller size or a compressed encoding"
-        )
-
-
-def _check_raw_size(out_hw: tuple[int, int], channels: int, options: AlignOptions) -> None:
-    """RAW output's size is known from its shape, so it is refused before the work."""
-    if options.encoding == "raw":
-        h, w = out_hw
-        _check_output_bytes(h * w * channels, f"the {w}x{h}x{channels} raw output", options)
 
 
 class Pipeline:
@@ -208,35 +192,12 @@ class Pipeline:
         return self._localise_all(model, [small], alive, timings)[0]
 
     def _localise_all(self, model: Model, smalls, alive, timings) -> list[np.ndarray]:
-        """The localiser's output row for each input, all queued at once (so that the batcher's
-        workers take them in parallel), waited for while looking now and then whether the
-        caller is still there."""
-        futures: list = []
-        try:
-            for small in smalls:
-                futures.append(self.batchers[model.name].submit(small, alive))
-        except BaseException:  # refused (queue full): the ones queued already are not run
-            for future in futures:
-                future.cancel()
-            raise
-        rows = []
-        for future in futures:
-            while True:
-                try:
-                    row, queue_s, run_s = future.result(timeout=ALIVE_POLL_S)
-                    break
-                except TimeoutError:
-                    if alive():
-                        continue
-                except CancelledError:
-                    pass
-                for other in futures:
-                    other.cancel()  # dropped before its run if it has not started
-                raise Cancelled("the call was cancelled or its deadline expired")
-            timings["queue_ms"] += queue_s * 1000.0
-            timings["localise_ms"] += run_s * 1000.0
-            rows.append(row)
-        return rows
+        """The localiser's output row for each input, queued at once and waited for while the
+        caller is there (MicroBatcher.submit_all)."""
+        answers = self.batchers[model.name].submit_all(smalls, alive)
+        timings["queue_ms"] += sum(queue_s for _, queue_s, _ in answers) * 1000.0
+        timings["localise_ms"] += sum(run_s for _, _, run_s in answers) * 1000.0
+        return [row for row, _, _ in answers]
 
     def _stage_image(self, model: Model, image, acc, cur_hw, options) -> np.ndarray:
         """What the stage reads, in its model's channels: the original, or the stages so far
@@ -271,7 +232,7 @@ class Pipeline:
         min_confidence = self._min_confidence(options)  # checked before any work
         if options.out_hw:
             imageio.check_pixels(*options.out_hw, self.config.max_pixels, "requested output")
-            _check_raw_size(options.out_hw, image.shape[2], options)  # before any work
+            check_raw_size(options.out_hw, image.shape[2], options)  # before any work
         in_hw = (int(image.shape[0]), int(image.shape[1]))
         acc, cur_hw = None, in_hw
         stages: list[StageResult] = []
@@ -362,7 +323,7 @@ class Pipeline:
         if options.encoding != "none":
             if not alive():
                 raise Cancelled("the call was cancelled or its deadline expired")
-            _check_raw_size(cur_hw, image.shape[2], options)  # the default size: before the warp
+            check_raw_size(cur_hw, image.shape[2], options)  # the default size: before the warp
             t = time.perf_counter()
             result.rectified = self._warp(image, models, result, tps_maps, options)
             timings["warp_ms"] += _ms(t)
@@ -400,7 +361,7 @@ class Pipeline:
         t = time.perf_counter()
         result.encoded = imageio.encode(result.rectified, options.encoding, options.jpeg_quality)
         result.timings["encode_ms"] = _ms(t)
-        _check_output_bytes(len(result.encoded), f"the {options.encoding} output", options)
+        check_output_bytes(len(result.encoded), f"the {options.encoding} output", options)
         result.timings["total_ms"] += result.timings["encode_ms"]
 
     def align_bytes(

@@ -7,6 +7,7 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 
+from stn_align.service.align_types import Cancelled
 from stn_align.service.batching import MicroBatcher, QueueFull
 
 
@@ -74,6 +75,64 @@ def test_items_whose_caller_left_are_dropped():
             dead.result(timeout=5)
         assert seen == [1] and batcher.stats.dropped == 1
     finally:
+        batcher.stop()
+
+
+def test_submit_all_gives_each_input_its_own_row_in_order():
+    batcher = MicroBatcher(_double, max_batch_size=3, max_delay_s=0.05, max_queue_size=10)
+    try:
+        answers = batcher.submit_all([np.array([i], np.float32) for i in range(5)])
+        assert [float(row[0]) for row, _, _ in answers] == [0.0, 2.0, 4.0, 6.0, 8.0]
+        assert all(queue_s >= 0 and run_s >= 0 for _, queue_s, run_s in answers)
+    finally:
+        batcher.stop()
+
+
+def test_submit_all_stops_waiting_when_its_caller_leaves_and_drops_what_is_not_run():
+    gate = threading.Event()
+    ran = []
+
+    def blocked(batch):
+        gate.wait(5)
+        ran.append(len(batch))
+        return batch
+
+    here = threading.Event()
+    here.set()
+    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=10)
+    try:
+        threading.Timer(0.3, here.clear).start()  # the caller leaves while the first one runs
+        with pytest.raises(Cancelled, match="cancelled"):
+            batcher.submit_all([np.zeros(1)] * 3, alive=here.is_set)
+        gate.set()
+        assert batcher.submit(np.ones(1)).result(timeout=5)[0][0] == 1.0
+        assert ran == [1, 1]  # the first (already running) and the new one; two dropped
+    finally:
+        gate.set()
+        batcher.stop()
+
+
+def test_submit_all_on_a_full_queue_runs_none_of_its_inputs():
+    gate = threading.Event()
+    ran = []
+
+    def blocked(batch):
+        gate.wait(5)
+        ran.append(float(batch[0][0]))
+        return batch
+
+    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=2)
+    try:
+        first = batcher.submit(np.full(1, -1.0))
+        time.sleep(0.1)  # the worker now holds the first item; two places are left
+        with pytest.raises(QueueFull, match="max_queue_size"):
+            batcher.submit_all([np.full(1, float(i)) for i in range(3)])
+        gate.set()
+        first.result(timeout=5)
+        assert batcher.submit(np.full(1, 9.0)).result(timeout=5)[0][0] == 9.0
+        assert ran == [-1.0, 9.0]
+    finally:
+        gate.set()
         batcher.stop()
 
 
