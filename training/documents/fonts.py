@@ -11,7 +11,7 @@ The recommended set comes from Debian packages (`scripts/setup.sh --fonts`, docs
 (Japanese, Devanagari and Arabic pages; two blackletter faces, used like any Latin font).
 STN_FONT_DIRS (os.pathsep-separated) adds folders to search first.
 
-With none of them the generator falls back to OpenCV's built-in Hershey fonts (see layout.py).
+With none of them the generator falls back to OpenCV's built-in Hershey fonts (Writer, below).
 STN_FONT_DIRS replaces the system folders with others (see font_dirs).
 """
 
@@ -21,6 +21,10 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")  # of a .ttc collection, its first font
@@ -115,3 +119,45 @@ def _glyph(font, ch: str) -> bytes:
     image = Image.new("L", (48, 48), 0)
     ImageDraw.Draw(image).text((8, 8), ch, font=font, fill=255)
     return image.tobytes()
+
+
+class Writer:
+    """Draws text in one font and size, with PIL (TrueType) or OpenCV's Hershey fonts."""
+
+    def __init__(self, canvas: Image.Image, font: Font | None, size: float, rtl: bool):
+        self.canvas, self.draw, self.rtl = canvas, ImageDraw.Draw(canvas), rtl
+        self.size = max(6, int(size))
+        self.font: ImageFont.FreeTypeFont | None
+        if font is not None:
+            self.font = ImageFont.truetype(font.path, self.size)
+            top, bottom = self.font.getbbox("Ag")[1], self.font.getbbox("Ag")[3]
+            self.height = max(1, bottom - top)
+            self.offset = top
+        else:  # Hershey: scale 1.0 is about 22 px tall
+            self.font, self.scale = None, self.size / 30.0
+            self.height, self.offset = int(self.size * 0.75), 0
+
+    def width(self, text: str) -> int:
+        if self.font is not None:
+            return int(self.font.getlength(text))
+        (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, self.scale, 1)
+        return w
+
+    def text(self, x: float, y: float, text: str, ink: int = 0) -> None:
+        if self.font is not None:
+            self.draw.text((x, y - self.offset), text, font=self.font, fill=ink)
+            return
+        # Hershey fonts are ASCII only; other scripts become placeholder letters.
+        ascii_text = "".join(c if ord(c) < 128 else "x" for c in text)
+        array = np.array(self.canvas)  # a writable copy: PIL's own buffer is read-only
+        cv2.putText(
+            array,
+            ascii_text,
+            (int(x), int(y + self.height)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            self.scale,
+            ink,
+            max(1, int(self.scale * 2)),
+            cv2.LINE_AA,
+        )
+        self.canvas.paste(Image.fromarray(array))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from stn_align.training.documents.fonts import Font, find_fonts
+from stn_align.training.documents.fonts import Font, Writer, find_fonts
 from stn_align.training.documents.text import TextSource, pick_script
 
 PAGE_KINDS = {
@@ -24,48 +24,6 @@ PAGE_KINDS = {
     "receipt": 0.08,
     "landscape": 0.08,
 }
-
-
-class Writer:
-    """Draws text in one font and size, with PIL (TrueType) or OpenCV's Hershey fonts."""
-
-    def __init__(self, canvas: Image.Image, font: Font | None, size: float, rtl: bool):
-        self.canvas, self.draw, self.rtl = canvas, ImageDraw.Draw(canvas), rtl
-        self.size = max(6, int(size))
-        self.font: ImageFont.FreeTypeFont | None
-        if font is not None:
-            self.font = ImageFont.truetype(font.path, self.size)
-            top, bottom = self.font.getbbox("Ag")[1], self.font.getbbox("Ag")[3]
-            self.height = max(1, bottom - top)
-            self.offset = top
-        else:  # Hershey: scale 1.0 is about 22 px tall
-            self.font, self.scale = None, self.size / 30.0
-            self.height, self.offset = int(self.size * 0.75), 0
-
-    def width(self, text: str) -> int:
-        if self.font is not None:
-            return int(self.font.getlength(text))
-        (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, self.scale, 1)
-        return w
-
-    def text(self, x: float, y: float, text: str, ink: int = 0) -> None:
-        if self.font is not None:
-            self.draw.text((x, y - self.offset), text, font=self.font, fill=ink)
-            return
-        # Hershey fonts are ASCII only; other scripts become placeholder letters.
-        ascii_text = "".join(c if ord(c) < 128 else "x" for c in text)
-        array = np.array(self.canvas)  # a writable copy: PIL's own buffer is read-only
-        cv2.putText(
-            array,
-            ascii_text,
-            (int(x), int(y + self.height)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            self.scale,
-            ink,
-            max(1, int(self.scale * 2)),
-            cv2.LINE_AA,
-        )
-        self.canvas.paste(Image.fromarray(array))
 
 
 class PageRenderer:

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stn_align.training.documents import scenes
-from stn_align.training.documents.fonts import Font, find_fonts
-from stn_align.training.documents.layout import PAGE_KINDS, PageRenderer, Writer
+from stn_align.training.documents.fonts import Font, Writer, find_fonts
+from stn_align.training.documents.layout import PAGE_KINDS, PageRenderer
 from stn_align.training.documents.text import VARIED_SCRIPT_WEIGHTS, TextSource
 
 # Shares of the kinds in the varied bank: the layout.py kinds keep their relative shares.
