@@ -15,6 +15,19 @@ def _double(batch: np.ndarray) -> np.ndarray:
     return batch * 2
 
 
+def _gated(gate: threading.Event, ran: list | None = None):
+    """A run that waits for `gate` (so the test controls when the worker is busy) and keeps each
+    batch it ran in `ran`."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        gate.wait(5)
+        if ran is not None:
+            ran.append(batch)
+        return batch
+
+    return run
+
+
 def test_concurrent_items_share_a_run_and_get_their_own_rows():
     batcher = MicroBatcher(_double, max_batch_size=8, max_delay_s=0.05, max_queue_size=100)
     try:
@@ -39,12 +52,7 @@ def test_a_lone_item_waits_at_most_the_max_delay():
 
 def test_full_queue_refuses_at_once():
     gate = threading.Event()
-
-    def blocked(batch):
-        gate.wait(5)
-        return batch
-
-    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=2)
+    batcher = MicroBatcher(_gated(gate), max_batch_size=1, max_delay_s=0, max_queue_size=2)
     try:
         first = batcher.submit(np.zeros(1))
         time.sleep(0.1)  # the worker now holds the first item
@@ -90,23 +98,18 @@ def test_submit_all_gives_each_input_its_own_row_in_order():
 
 def test_submit_all_stops_waiting_when_its_caller_leaves_and_drops_what_is_not_run():
     gate = threading.Event()
-    ran = []
-
-    def blocked(batch):
-        gate.wait(5)
-        ran.append(len(batch))
-        return batch
-
+    ran: list[np.ndarray] = []
     here = threading.Event()
     here.set()
-    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=10)
+    batcher = MicroBatcher(_gated(gate, ran), max_batch_size=1, max_delay_s=0, max_queue_size=10)
     try:
         threading.Timer(0.3, here.clear).start()  # the caller leaves while the first one runs
         with pytest.raises(Cancelled, match="cancelled"):
             batcher.submit_all([np.zeros(1)] * 3, alive=here.is_set)
         gate.set()
         assert batcher.submit(np.ones(1)).result(timeout=5)[0][0] == 1.0
-        assert ran == [1, 1]  # the first (already running) and the new one; two dropped
+        # the first (already running) and the new one; two dropped
+        assert [len(batch) for batch in ran] == [1, 1]
     finally:
         gate.set()
         batcher.stop()
@@ -114,14 +117,8 @@ def test_submit_all_stops_waiting_when_its_caller_leaves_and_drops_what_is_not_r
 
 def test_submit_all_on_a_full_queue_runs_none_of_its_inputs():
     gate = threading.Event()
-    ran = []
-
-    def blocked(batch):
-        gate.wait(5)
-        ran.append(float(batch[0][0]))
-        return batch
-
-    batcher = MicroBatcher(blocked, max_batch_size=1, max_delay_s=0, max_queue_size=2)
+    ran: list[np.ndarray] = []
+    batcher = MicroBatcher(_gated(gate, ran), max_batch_size=1, max_delay_s=0, max_queue_size=2)
     try:
         first = batcher.submit(np.full(1, -1.0))
         time.sleep(0.1)  # the worker now holds the first item; two places are left
@@ -130,7 +127,7 @@ def test_submit_all_on_a_full_queue_runs_none_of_its_inputs():
         gate.set()
         first.result(timeout=5)
         assert batcher.submit(np.full(1, 9.0)).result(timeout=5)[0][0] == 9.0
-        assert ran == [-1.0, 9.0]
+        assert [float(batch[0][0]) for batch in ran] == [-1.0, 9.0]
     finally:
         gate.set()
         batcher.stop()

@@ -96,8 +96,6 @@ def find_fonts(dirs: tuple[str, ...] | None = None) -> tuple[Font, ...]:
 def _scripts(path: str) -> tuple[str, ...]:
     """Scripts the font really draws: a missing glyph renders as the same box as a private-use
     code point, which no text font defines."""
-    from PIL import ImageFont
-
     try:
         font = ImageFont.truetype(path, 24)
         missing = _glyph(font, "\ue000")
@@ -114,8 +112,6 @@ def _scripts(path: str) -> tuple[str, ...]:
 
 
 def _glyph(font, ch: str) -> bytes:
-    from PIL import Image, ImageDraw
-
     image = Image.new("L", (48, 48), 0)
     ImageDraw.Draw(image).text((8, 8), ch, font=font, fill=255)
     return image.tobytes()
